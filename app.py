@@ -1,0 +1,24 @@
+"""Launchpad: page config, navigation and the shared sidebar. Nothing else."""
+import streamlit as st
+
+from core.demos import DEMOS
+from core.models import registry
+from core.registry import READY
+
+st.set_page_config(page_title="Launchpad", page_icon="🚀", layout="wide")
+
+groups = {
+    "Home": [st.Page("pages/home.py", title="Home", icon=":material/home:", default=True)],
+    "Demos": [st.Page(d.page, title=d.title, icon=d.icon) for d in DEMOS],
+    "Operations": [st.Page("pages/models.py", title="Models", icon=":material/memory:")],
+}
+page = st.navigation({name: pages for name, pages in groups.items() if pages})
+
+with st.sidebar:
+    ready = [s for s in registry.all_stats() if s["state"] == READY]
+    st.caption(f"🚀 **Launchpad** · {len(ready)} of {len(registry.slots())} models loaded"
+               f" · {sum(s['bytes'] for s in ready) / 2**20:,.0f} MB")
+    if ready:
+        st.caption("Devices: " + ", ".join(sorted({f"{s['device']} ({s['dtype']})" for s in ready})))
+
+page.run()

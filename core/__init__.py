@@ -1,0 +1,1 @@
+"""Launchpad's core: models, data and inference, importable and testable without Streamlit."""

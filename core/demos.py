@@ -1,0 +1,16 @@
+"""The demo catalogue: what Home shows as cards and what app.py puts under "Demos"."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Demo:
+    title: str
+    icon: str
+    page: str  # path relative to the repository root
+    pitch: str
+    slots: tuple[str, ...]  # registry slots the demo uses
+
+
+DEMOS: list[Demo] = []

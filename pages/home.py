@@ -1,0 +1,23 @@
+import streamlit as st
+
+from core.demos import DEMOS
+from core.models import registry
+
+st.title("🚀 Launchpad")
+st.markdown("Working prototypes of our AI products. Every demo runs on models that ship with the app, "
+            "loaded once and shared by every visitor. Pick one to try it.")
+
+if not DEMOS:
+    st.info("No demos are installed yet. The **Models** page shows the models they will use.")
+for row in range(0, len(DEMOS), 3):
+    for col, demo in zip(st.columns(3), DEMOS[row:row + 3]):
+        with col.container(border=True):
+            st.subheader(demo.title)
+            st.write(demo.pitch)
+            st.caption("Model: " + ", ".join(registry.spec(s).title + f" ({registry.spec(s).provenance.split(',')[0]})"
+                                             for s in demo.slots))
+            st.page_link(demo.page, label=f"Open {demo.title}", icon=":material/arrow_forward:")
+
+st.divider()
+st.page_link("pages/models.py", label="See every model, its source, licence and live stats",
+             icon=":material/memory:")

