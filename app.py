@@ -14,11 +14,13 @@ groups = {
 }
 page = st.navigation({name: pages for name, pages in groups.items() if pages})
 
-with st.sidebar:
+summary = st.sidebar.empty()
+try:
+    page.run()
+finally:  # after the page, so models it just loaded are counted (also when it stopped early)
     ready = [s for s in registry.all_stats() if s["state"] == READY]
-    st.caption(f"🚀 **Launchpad** · {len(ready)} of {len(registry.slots())} models loaded"
-               f" · {sum(s['bytes'] for s in ready) / 2**20:,.0f} MB")
+    line = (f"🚀 **Launchpad** · {len(ready)} of {len(registry.slots())} models loaded"
+            f" · {sum(s['bytes'] for s in ready) / 2**20:,.0f} MB")
     if ready:
-        st.caption("Devices: " + ", ".join(sorted({f"{s['device']} ({s['dtype']})" for s in ready})))
-
-page.run()
+        line += "  \nDevices: " + ", ".join(sorted({f"{s['device']} ({s['dtype']})" for s in ready}))
+    summary.caption(line)

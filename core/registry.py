@@ -81,6 +81,7 @@ class SlotSpec:
     name: str
     title: str
     task: str
+    model: str  # the model's short name, for cards and captions
     default: Callable[[], Source]
     loader: Callable[[Source, str, Any, Progress], ModelBundle]
     licence: str
@@ -220,6 +221,15 @@ class Registry:
             f"set LAUNCHPAD_{name.upper()} (or [models.{name}] source in launchpad.toml) to a folder that "
             "exists or an id like 'org/model', or unset it to use the offline default",
         )
+
+    def model_name(self, name: str) -> str:
+        """The short name of the model in the slot: the default's, or the override's location."""
+        try:
+            src = self.source(name)
+        except SlotError:
+            return self.spec(name).model
+        return Path(src.location).name if src.origin == "override" and src.kind != "hub" else (
+            src.location if src.origin == "override" else self.spec(name).model)
 
     def licence(self, name: str) -> str:
         """The licence line a page shows: the default's, or a pointer to the override's model card."""

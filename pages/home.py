@@ -14,8 +14,7 @@ for row in range(0, len(DEMOS), 3):
         with col.container(border=True):
             st.subheader(demo.title)
             st.write(demo.pitch)
-            st.caption("Model: " + ", ".join(registry.spec(s).title + f" ({registry.spec(s).provenance.split(',')[0]})"
-                                             for s in demo.slots))
+            st.caption("Model: " + ", ".join(f"{registry.model_name(s)} ({registry.licence(s)})" for s in demo.slots))
             st.page_link(demo.page, label=f"Open {demo.title}", icon=":material/arrow_forward:")
 
 st.divider()

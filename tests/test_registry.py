@@ -20,7 +20,7 @@ def make_slot(name, loader=None, units=1024, delay=0.0, calls=None):
         time.sleep(delay)
         return ModelBundle(torch.nn.Linear(units, 1, bias=False), device=device, dtype=str(dtype))
 
-    return SlotSpec(name=name, title=name.title(), task="test", licence="MIT", provenance="made by the test",
+    return SlotSpec(name=name, title=name.title(), task="test", model=f"{name}-net", licence="MIT", provenance="made by the test",
                     default=lambda: Source("file", __file__), loader=loader or default_loader,
                     warmup=lambda b: b.model(torch.zeros(1, b.model.in_features)))
 

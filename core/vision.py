@@ -1,0 +1,276 @@
+"""Image classification: decode safely → preprocess → forward (batched) → postprocess.
+
+Also "teachable machine" custom classes: a logistic-regression head over the network's 1280-d
+features, fitted in a second, saved to the model store as safetensors + JSON (never pickle).
+"""
+from __future__ import annotations
+
+import io
+import json
+import re
+import time
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
+
+from core import config
+from core.models import registry
+
+MAX_PIXELS = 40_000_000  # 40 megapixels: larger is refused before decoding (decompression bombs)
+MAX_BYTES = 50 * 2**20
+SLOT = "image_classifier"
+
+
+class ImageInputError(ValueError):
+    """An upload that is not a usable image. The message says what was wrong and what to do."""
+
+
+@dataclass
+class Picture:
+    """A decoded RGB image ready for the model, with notes on what was done to it."""
+
+    name: str
+    image: Image.Image
+    notes: list[str] = field(default_factory=list)
+
+
+# --- decoding ---------------------------------------------------------------------------------
+
+def read_image(data: bytes, name: str = "image") -> Picture:
+    """Decode any common image safely into 8-bit RGB, or raise ImageInputError saying why not."""
+    if not data:
+        raise ImageInputError(f"{name} is empty (0 bytes). Choose a JPEG, PNG, GIF, WebP or BMP file.")
+    if len(data) > MAX_BYTES:
+        raise ImageInputError(f"{name} is {len(data) / 2**20:.0f} MB; the limit is {MAX_BYTES // 2**20} MB.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            width, height = img.size  # read from the header, nothing decoded yet
+            if width * height > MAX_PIXELS:
+                raise ImageInputError(
+                    f"{name} is {width:,}×{height:,} pixels ({width * height / 1e6:,.0f} MP); the limit is "
+                    f"{MAX_PIXELS / 1e6:.0f} MP. Resize it and upload again.")
+            notes = []
+            frames = getattr(img, "n_frames", 1)
+            if frames > 1:
+                img = next(iter(ImageSequence.Iterator(img)))
+                notes.append(f"animated, {frames} frames: classified the first")
+            img.load()
+    except ImageInputError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageInputError(f"{name} is not an image we can read. Upload a JPEG, PNG, GIF, WebP or BMP file.")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageInputError(f"{name} is too large to decode safely. Resize it below {MAX_PIXELS / 1e6:.0f} MP.")
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageInputError(f"{name} is damaged or truncated ({exc}). Re-export or re-download it.")
+    return Picture(name, _to_rgb(img, notes), notes)
+
+
+def _to_rgb(img: Image.Image, notes: list[str]) -> Image.Image:
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:
+        pass  # a broken EXIF block is no reason to refuse the picture
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit or float: stretch to 8 bits
+        a = np.asarray(img, dtype=np.float64)
+        lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
+        a = np.zeros_like(a) if hi <= lo else (a - lo) / (hi - lo) * 255
+        img = Image.fromarray(np.nan_to_num(a).astype(np.uint8))
+        notes.append(f"{mode} (high bit depth) scaled to 8 bits")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+        notes.append("transparent areas shown on white")
+    elif mode == "CMYK":
+        notes.append("CMYK converted to RGB")
+    elif mode in ("L", "1"):
+        notes.append("grayscale")
+    if min(img.size) < 16:
+        notes.append(f"tiny or very thin ({img.size[0]}×{img.size[1]} px): the result means little")
+    return img.convert("RGB")
+
+
+def sample_gallery() -> dict[str, Image.Image]:
+    """Bundled sample photos from scikit-image (BSD licence)."""
+    import skimage.data
+
+    names = {"coffee": "Coffee cup", "chelsea": "Chelsea the cat", "astronaut": "Astronaut",
+             "rocket": "Rocket", "camera": "Cameraman"}
+    return {title: Image.fromarray(getattr(skimage.data, key)()).convert("RGB") for key, title in names.items()}
+
+
+# --- preprocess → forward → postprocess -------------------------------------------------------
+
+def preprocess(images: list[Image.Image], meta: dict):
+    """Resize the short side, centre-crop, scale and normalise: a float tensor (N, 3, crop, crop)."""
+    import torch
+
+    crop, resize = meta["crop"], meta["resize"]
+    arrays = []
+    for img in images:
+        w, h = img.size
+        scale = resize / min(w, h)
+        # at most 4:1 after resizing, so a 20000×1 strip cannot become a gigapixel tensor
+        size = [min(max(crop, round(side * scale)), 4 * resize) for side in (w, h)]
+        img = img.resize(size, Image.BICUBIC, reducing_gap=3.0)
+        left, top = (img.size[0] - crop) // 2, (img.size[1] - crop) // 2
+        arrays.append(np.asarray(img.crop((left, top, left + crop, top + crop)), dtype=np.float32))
+    x = torch.from_numpy(np.stack(arrays) / 255.0).permute(0, 3, 1, 2)
+    mean = torch.tensor(meta["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(meta["std"]).view(1, 3, 1, 1)
+    return ((x - mean) / std).float()
+
+
+def _forward(bundle, x, want: str):
+    import torch
+
+    dtype = next(bundle.model.parameters()).dtype
+    with torch.inference_mode():
+        x = x.to(bundle.device, dtype)
+        out = bundle.model(x).float().softmax(-1) if want == "probs" else bundle.model.features(x).float()
+    return out.cpu().numpy()
+
+
+def postprocess(probs: np.ndarray, labels: list[str], k: int = 5) -> list[list[tuple[str, float]]]:
+    top = np.argsort(-probs, axis=1)[:, :k]
+    return [[(labels[j], float(row[j])) for j in idx] for row, idx in zip(probs, top)]
+
+
+def default_batch_size(device: str) -> int:
+    """Measured (bench/image.py, 2 CPU cores): batches of 4 give 1.35x the one-by-one rate end to end,
+    16 and 32 are slower than one by one (depthwise convolutions are memory-bound on CPU). GPUs gain
+    from large batches."""
+    return 4 if device == "cpu" else 32
+
+
+def _batched(images: list[Image.Image], want: str, batch_size: int | None) -> np.ndarray:
+    bundle = registry.get(SLOT)
+    batch_size = batch_size or default_batch_size(bundle.device)
+    outs = [registry.run(SLOT, _forward, preprocess(images[i:i + batch_size], bundle.meta), want)
+            for i in range(0, len(images), batch_size)]
+    return np.concatenate(outs)
+
+
+def classify(images: list[Image.Image], k: int = 5, batch_size: int | None = None) -> list[list[tuple[str, float]]]:
+    """Top-k ImageNet labels with probabilities, one list per image (batched through the registry)."""
+    if not images:
+        return []
+    return postprocess(_batched(images, "probs", batch_size), registry.get(SLOT).meta["labels"], k)
+
+
+def features(images: list[Image.Image], batch_size: int | None = None) -> np.ndarray:
+    """L2-normalised penultimate-layer features, one row per image."""
+    f = _batched(images, "features", batch_size)
+    return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+
+
+# --- custom classes ---------------------------------------------------------------------------
+
+@dataclass
+class CustomClassifier:
+    """Softmax(X W^T + b) over normalised features: fitted by logistic regression, stored as arrays."""
+
+    classes: list[str]
+    weight: np.ndarray  # (classes, features)
+    bias: np.ndarray  # (classes,)
+    meta: dict = field(default_factory=dict)
+
+    def predict_proba(self, feats: np.ndarray) -> np.ndarray:
+        z = feats @ self.weight.T + self.bias
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict(self, images: list[Image.Image]) -> list[tuple[str, float, np.ndarray]]:
+        """(label, confidence, all class probabilities) per image."""
+        probs = self.predict_proba(features(images))
+        return [(self.classes[int(p.argmax())], float(p.max()), p) for p in probs]
+
+
+def _fit_arrays(x: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=10.0, max_iter=2000).fit(x, y)
+    if n_classes == 2:  # sklearn keeps one row for two classes: softmax([0, z]) == sigmoid(z)
+        return np.vstack([np.zeros_like(model.coef_[0]), model.coef_[0]]), np.array([0.0, model.intercept_[0]])
+    return model.coef_, model.intercept_
+
+
+def fit_custom(examples: dict[str, list[Image.Image]]) -> CustomClassifier:
+    """Fit a head over the examples (at least 2 classes, 2 images each) and measure leave-one-out accuracy."""
+    examples = {name.strip(): imgs for name, imgs in examples.items() if name.strip() and imgs}
+    if len(examples) < 2:
+        raise ValueError("Give at least two classes a name and example images.")
+    thin = [name for name, imgs in examples.items() if len(imgs) < 2]
+    if thin:
+        raise ValueError(f"Each class needs at least 2 example images; add more to: {', '.join(thin)}.")
+    classes = list(examples)
+    started = time.perf_counter()
+    x = features([img for name in classes for img in examples[name]])
+    y = np.array([i for i, name in enumerate(classes) for _ in examples[name]])
+    weight, bias = _fit_arrays(x, y, len(classes))
+    hits = 0
+    for i in range(len(y)):  # leave-one-out: refit without example i, predict it
+        keep = np.arange(len(y)) != i
+        if len(set(y[keep])) < len(classes):
+            continue  # cannot leave out a class's only other example
+        w, b = _fit_arrays(x[keep], y[keep], len(classes))
+        hits += int(np.argmax(x[i] @ w.T + b) == y[i])
+    meta = {"examples": {name: len(examples[name]) for name in classes},
+            "loo_accuracy": hits / len(y), "fit_seconds": time.perf_counter() - started,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "features": f"EfficientNet-Lite0 penultimate layer ({x.shape[1]}-d), registry slot {SLOT}"}
+    return CustomClassifier(classes, weight.astype(np.float32), bias.astype(np.float32), meta)
+
+
+def _custom_dir():
+    path = config.store_dir() / "custom_images"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _safe_name(name: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9_-]+", "-", name.strip()).strip("-")[:60]
+    if not cleaned:
+        raise ValueError("Give the model a name made of letters, digits, '-' or '_'.")
+    return cleaned
+
+
+def save_custom(model: CustomClassifier, name: str) -> str:
+    from safetensors.numpy import save_file
+
+    name = _safe_name(name)
+    folder = _custom_dir()
+    save_file({"weight": model.weight, "bias": model.bias}, str(folder / f"{name}.safetensors"))
+    (folder / f"{name}.json").write_text(json.dumps({"classes": model.classes, **model.meta}, indent=2))
+    return name
+
+
+def list_custom() -> list[str]:
+    return sorted(p.stem for p in _custom_dir().glob("*.json") if (p.with_suffix(".safetensors")).exists())
+
+
+def load_custom(name: str) -> CustomClassifier:
+    from safetensors.numpy import load_file
+
+    folder = _custom_dir()
+    name = _safe_name(name)
+    try:
+        info = json.loads((folder / f"{name}.json").read_text())
+        arrays = load_file(str(folder / f"{name}.safetensors"))
+        classes = info.pop("classes")
+        model = CustomClassifier(classes, arrays["weight"], arrays["bias"], info)
+        if model.weight.shape[0] != len(classes) or model.bias.shape != (len(classes),):
+            raise ValueError("weights do not match the class list")
+    except FileNotFoundError:
+        raise ValueError(f"No saved custom model named '{name}'.")
+    except Exception as exc:
+        raise ValueError(f"The saved model '{name}' is damaged ({exc}). Train and save it again.")
+    return model

@@ -1,0 +1,123 @@
+import plotly.graph_objects as go
+import streamlit as st
+
+from core import vision
+from pages.common import ensure_model, model_credits
+
+IMAGE_TYPES = ["jpg", "jpeg", "png", "gif", "webp", "bmp", "tif", "tiff"]
+
+
+def read_uploads(files) -> list[vision.Picture]:
+    pictures = []
+    for f in files or []:
+        try:
+            pictures.append(vision.read_image(f.getvalue(), f.name))
+        except vision.ImageInputError as exc:
+            st.warning(str(exc), icon=":material/broken_image:")
+    return pictures
+
+
+def probability_chart(labels: list[str], probs: list[float], axis: str) -> go.Figure:
+    fig = go.Figure(go.Bar(x=probs[::-1], y=labels[::-1], orientation="h", marker_color="#5B5BD6",
+                           text=[f"{p:.0%}" for p in probs[::-1]], textposition="auto"))
+    fig.update_layout(height=60 + 34 * len(labels), margin=dict(l=10, r=10, t=10, b=40),
+                      xaxis=dict(title="Probability", range=[0, 1], tickformat=".0%"), yaxis=dict(title=axis))
+    return fig
+
+
+# --- page -------------------------------------------------------------------------------------
+st.title("🖼️ Image classifier")
+st.caption("Recognise 1,000 everyday objects and animals, or teach it your own classes from a few examples.")
+model_credits("image_classifier", data="sample photos from scikit-image (BSD-3-Clause).")
+if not ensure_model("image_classifier"):
+    st.stop()
+
+recognise, teach = st.tabs(["Recognise", "Teach your own classes"])
+
+with recognise:
+    source = st.segmented_control("Images from", ["Samples", "Upload", "Camera"], default="Samples", key="source")
+    pictures: list[vision.Picture] = []
+    if source == "Upload":
+        files = st.file_uploader("Images (one or many)", type=IMAGE_TYPES, accept_multiple_files=True, key="uploads")
+        pictures = read_uploads(files)
+    elif source == "Camera":
+        shot = st.camera_input("Take a photo", key="camera")
+        pictures = read_uploads([shot] if shot else [])
+    else:
+        gallery = vision.sample_gallery()
+        chosen = st.multiselect("Sample photos", list(gallery), default=["Coffee cup", "Chelsea the cat"], key="samples")
+        pictures = [vision.Picture(name, gallery[name]) for name in chosen]
+
+    if pictures:
+        with st.spinner(f"Classifying {len(pictures)} image(s)…"):
+            results = vision.classify([p.image for p in pictures], k=5)
+        for picture, top5 in zip(pictures, results):
+            with st.container(border=True):
+                left, right = st.columns([1, 2])
+                left.image(picture.image, caption=picture.name, width="stretch")
+                right.markdown(f"**{top5[0][0]}** · {top5[0][1]:.0%} confident")
+                right.plotly_chart(probability_chart([l for l, _ in top5], [p for _, p in top5], "ImageNet class"),
+                                   width="stretch", key=f"chart-{picture.name}-{id(picture)}")
+                if picture.notes:
+                    right.caption("Note: " + "; ".join(picture.notes))
+    else:
+        st.info("Choose sample photos, upload images, or take a photo to classify.")
+
+with teach:
+    st.markdown("Name each class and give it a few example images (2 or more). A classifier over the network's "
+                "features is fitted in seconds; leave-one-out accuracy shows how well it will generalise.")
+    count = st.number_input("Number of classes", min_value=2, max_value=6, value=2, key="n_classes")
+    examples: dict[str, list] = {}
+    columns = st.columns(int(count))
+    for i, col in enumerate(columns):
+        with col:
+            name = st.text_input("Class name", value=f"Class {chr(65 + i)}", key=f"class-name-{i}", max_chars=40)
+            files = st.file_uploader(f"Examples of {name or 'this class'}", type=IMAGE_TYPES,
+                                     accept_multiple_files=True, key=f"class-files-{i}")
+            examples[name] = [p.image for p in read_uploads(files)]
+            st.caption(f"{len(examples[name])} usable image(s)")
+
+    if st.button("Train custom classifier", type="primary", key="train"):
+        if len([n for n in examples if n.strip()]) < int(count):
+            st.error("Each class needs a different, non-empty name.")
+        else:
+            try:
+                with st.spinner("Extracting features and fitting…"):
+                    st.session_state.custom_model = vision.fit_custom(examples)
+            except ValueError as exc:
+                st.error(str(exc))
+
+    saved = vision.list_custom()
+    if saved:
+        pick, load = st.columns([3, 1], vertical_alignment="bottom")
+        choice = pick.selectbox("Or load a saved custom model", saved, key="saved-choice")
+        if load.button("Load", key="load-custom", width="stretch"):
+            try:
+                st.session_state.custom_model = vision.load_custom(choice)
+            except ValueError as exc:
+                st.error(str(exc))
+
+    model = st.session_state.get("custom_model")
+    if model is not None:
+        st.divider()
+        a, b, c = st.columns(3)
+        a.metric("Leave-one-out accuracy", f"{model.meta['loo_accuracy']:.0%}")
+        b.metric("Classes", len(model.classes))
+        c.metric("Examples", sum(model.meta["examples"].values()))
+        st.caption("Examples per class: " + ", ".join(f"{k}: {v}" for k, v in model.meta["examples"].items()))
+        trials = read_uploads(st.file_uploader("Classify new images with your model", type=IMAGE_TYPES,
+                                               accept_multiple_files=True, key="custom-trials"))
+        if trials:
+            for picture, (label, confidence, probs) in zip(trials, model.predict([p.image for p in trials])):
+                left, right = st.columns([1, 2])
+                left.image(picture.image, caption=picture.name, width="stretch")
+                right.markdown(f"**{label}** · {confidence:.0%} confident")
+                right.plotly_chart(probability_chart(model.classes, [float(p) for p in probs], "Your class"),
+                                   width="stretch", key=f"custom-chart-{picture.name}-{id(picture)}")
+        name_col, save_col = st.columns([3, 1], vertical_alignment="bottom")
+        save_name = name_col.text_input("Save as", value="my-classes", key="save-name", max_chars=60)
+        if save_col.button("Save to model store", key="save-custom", width="stretch"):
+            try:
+                st.success(f"Saved as '{vision.save_custom(model, save_name)}'.")
+            except ValueError as exc:
+                st.error(str(exc))

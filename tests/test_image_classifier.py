@@ -1,0 +1,166 @@
+"""Issue 5: pretrained top-5, custom classes, and every kind of bad image input."""
+import io
+
+import numpy as np
+import pytest
+import skimage.data
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from core import vision
+
+
+def encode(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+COFFEE = Image.fromarray(skimage.data.coffee())
+CHELSEA = Image.fromarray(skimage.data.chelsea())
+CAT_CLASSES = {"tabby cat", "tiger cat", "Persian cat", "Siamese cat", "Egyptian Mau", "cougar", "lynx"}
+
+
+def test_coffee_is_espresso_and_chelsea_is_a_cat_in_one_batch():
+    coffee, chelsea = vision.classify([COFFEE, CHELSEA], k=5)
+    assert coffee[0][0] == "espresso"
+    assert {label for label, _ in chelsea[:3]} & CAT_CLASSES
+    probs = [p for _, p in coffee]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
+
+
+def test_batched_and_single_results_agree():
+    batched = vision.classify([COFFEE, CHELSEA], k=3)
+    single = [vision.classify([img], k=3)[0] for img in (COFFEE, CHELSEA)]
+    for b, s in zip(batched, single):
+        assert [l for l, _ in b] == [l for l, _ in s]
+        assert np.allclose([p for _, p in b], [p for _, p in s], atol=1e-4)
+
+
+# --- bad input ---------------------------------------------------------------------------------
+JPEG = encode(COFFEE, "JPEG")
+REFUSED = {
+    "notes.txt": (b"hello, I am plain text", "not an image"),
+    "empty.png": (b"", "empty"),
+    "truncated.jpg": (JPEG[: len(JPEG) // 2], "truncated"),
+    "bomb.png": (encode(Image.new("1", (20000, 20000)), "PNG"), "too large"),
+    "big.png": (encode(Image.new("1", (8000, 6000)), "PNG"), "limit is 40 MP"),
+}
+
+
+@pytest.mark.parametrize("name", list(REFUSED))
+def test_unusable_files_get_a_clear_message(name):
+    data, words = REFUSED[name]
+    with pytest.raises(vision.ImageInputError) as info:
+        vision.read_image(data, name)
+    assert name in str(info.value) and words in str(info.value)
+
+
+HANDLED = {
+    "rgba.png": (lambda: encode(COFFEE.convert("RGBA"), "PNG"), "transparent"),
+    "cmyk.jpg": (lambda: encode(COFFEE.convert("CMYK"), "JPEG"), "CMYK"),
+    "gray.png": (lambda: encode(COFFEE.convert("L"), "PNG"), "grayscale"),
+    "16bit.png": (lambda: encode(Image.fromarray(np.asarray(COFFEE.convert("L")).astype(np.uint16) * 257), "PNG"),
+                  "8 bits"),
+    "anim.gif": (lambda: encode(COFFEE.convert("P"), "GIF", save_all=True,
+                                append_images=[CHELSEA.convert("P").resize(COFFEE.size)]), "first"),
+    "1x1.png": (lambda: encode(Image.new("RGB", (1, 1), (200, 30, 30)), "PNG"), "1×1"),
+    "strip.png": (lambda: encode(Image.new("L", (20000, 1), 128), "PNG"), "20000×1"),
+}
+
+
+@pytest.mark.parametrize("name", list(HANDLED))
+def test_unusual_images_are_converted_and_classified(name):
+    make, note = HANDLED[name]
+    picture = vision.read_image(make(), name)
+    assert picture.image.mode == "RGB"
+    assert any(note in n for n in picture.notes), picture.notes
+    (top,) = vision.classify([picture.image], k=1)
+    assert 0 <= top[0][1] <= 1
+    if name in ("rgba.png", "cmyk.jpg", "gray.png", "16bit.png", "anim.gif"):
+        assert top[0][0] == "espresso"  # the picture survived the conversion
+
+
+# --- custom classes ------------------------------------------------------------------------------
+
+def synthetic(kind: str, seed: int) -> Image.Image:
+    """Two visually distinct families: warm blobs on dark, and cool stripes on light."""
+    rng = np.random.default_rng(seed)
+    a = np.zeros((96, 96, 3), dtype=np.float32)
+    yy, xx = np.mgrid[:96, :96]
+    if kind == "blobs":
+        a[:] = rng.uniform(0, 40)
+        for _ in range(4):
+            cy, cx, r = rng.uniform(10, 86, 2).tolist() + [rng.uniform(8, 18)]
+            a[(yy - cy) ** 2 + (xx - cx) ** 2 < r**2] = [rng.uniform(180, 255), rng.uniform(60, 140), 20]
+    else:
+        a[:] = rng.uniform(200, 240)
+        period, phase = rng.uniform(8, 16), rng.uniform(0, 8)
+        a[((xx + yy * rng.uniform(-0.5, 0.5) + phase) // period) % 2 == 0] = [20, 80, rng.uniform(150, 255)]
+    a += rng.normal(0, 12, a.shape)
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+
+
+def test_custom_classes_reach_full_accuracy_on_held_out_images(tmp_path, monkeypatch):
+    train = {k: [synthetic(k, s) for s in range(5)] for k in ("blobs", "stripes")}
+    model = vision.fit_custom(train)
+    assert model.classes == ["blobs", "stripes"]
+    assert model.meta["loo_accuracy"] >= 0.9  # 10 examples: at most one miss
+    held_out = [(k, synthetic(k, s)) for k in ("blobs", "stripes") for s in range(100, 110)]
+    predictions = model.predict([img for _, img in held_out])
+    assert [label for label, _, _ in predictions] == [k for k, _ in held_out]
+
+    monkeypatch.setenv("LAUNCHPAD_STORE", str(tmp_path))
+    name = vision.save_custom(model, "blobs vs stripes!")
+    assert name == "blobs-vs-stripes" and vision.list_custom() == [name]
+    again = vision.load_custom(name)
+    assert again.classes == model.classes and np.array_equal(again.weight, model.weight)
+    (tmp_path / "custom_images" / f"{name}.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="damaged"):
+        vision.load_custom(name)
+
+
+def test_custom_classes_need_two_named_classes_with_two_examples():
+    with pytest.raises(ValueError, match="at least two classes"):
+        vision.fit_custom({"only": [COFFEE, CHELSEA]})
+    with pytest.raises(ValueError, match="thin"):
+        vision.fit_custom({"a": [COFFEE, CHELSEA], "thin": [COFFEE]})
+
+
+# --- the page -----------------------------------------------------------------------------------
+
+def page() -> AppTest:
+    at = AppTest.from_file("../app.py", default_timeout=120).run()
+    return at.switch_page("pages/image_classifier.py").run()
+
+
+def test_page_classifies_the_default_samples():
+    at = page()
+    assert not at.exception
+    assert any("espresso" in m.value for m in at.markdown)
+    assert any("Licence" in c.value for c in at.caption)
+
+
+def test_page_warns_about_a_broken_upload_and_classifies_the_good_one():
+    at = page()
+    at.segmented_control(key="source").set_value("Upload").run()
+    at.file_uploader(key="uploads").set_value([("cup.jpg", JPEG, "image/jpeg"),
+                                               ("fake.png", b"not really a png", "image/png")]).run()
+    assert not at.exception
+    assert any("fake.png" in w.value and "not an image" in w.value for w in at.warning)
+    assert any("espresso" in m.value for m in at.markdown)
+
+
+def test_page_trains_a_custom_classifier_from_uploads():
+    at = page()
+    for i, kind in enumerate(("blobs", "stripes")):
+        at.text_input(key=f"class-name-{i}").set_value(kind)
+        at.file_uploader(key=f"class-files-{i}").set_value(
+            [(f"{kind}{s}.png", encode(synthetic(kind, s), "PNG"), "image/png") for s in range(3)])
+    at.run()
+    at.button(key="train").click().run()
+    assert not at.exception and not at.error
+    assert any(m.label == "Leave-one-out accuracy" for m in at.metric)
+    at.file_uploader(key="custom-trials").set_value([("t.png", encode(synthetic("stripes", 77), "PNG"), "image/png")])
+    at.run()
+    assert any(m.value.startswith("**stripes**") for m in at.markdown)
