@@ -1,8 +1,20 @@
 """UI pieces every page shares: loading a model with visible progress, and its credits line."""
 import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
 
 from core.models import registry
 from core.registry import READY, SlotError
+
+
+def app_shell() -> None:
+    """Call first on every page. Streamlit starts each process in its legacy `pages/` folder mode and
+    leaves it only when app.py calls st.navigation; a fresh server whose first visitor follows a deep
+    link (say /models) would run that page alone, without app.py's page config, navigation and
+    sidebar, and list every file in pages/ as a page. Leave that mode and rerun through app.py,
+    which resolves the same URL to the same page."""
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
 
 
 def ensure_model(slot: str) -> bool:

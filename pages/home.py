@@ -2,6 +2,9 @@ import streamlit as st
 
 from core.demos import DEMOS
 from core.models import registry
+from pages.common import app_shell
+
+app_shell()
 
 st.title("🚀 Launchpad")
 st.markdown("Working prototypes of our AI products. Every demo runs on models that ship with the app, "

@@ -2,8 +2,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import vision
-from pages.common import ensure_model, model_credits
+from pages.common import app_shell, ensure_model, model_credits
 
+app_shell()
 IMAGE_TYPES = ["jpg", "jpeg", "png", "gif", "webp", "bmp", "tif", "tiff"]
 
 

@@ -5,6 +5,9 @@ from plotly.subplots import make_subplots
 
 from core.models import registry
 from core.registry import SlotError
+from pages.common import app_shell
+
+app_shell()
 
 st.title("Models")
 st.caption("Every model slot in this process: shared by all visitors, loaded once, evicted least-recently-used "

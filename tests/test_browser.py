@@ -1,0 +1,114 @@
+"""Real-browser tests: `streamlit run` on localhost, driven by Debian's headless Chromium.
+
+Screenshots of every page land in artifacts/screenshots/ for a person to look at.
+"""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = pytest.mark.skipif(
+    os.environ.get("LAUNCHPAD_SKIP_BROWSER") == "1", reason="LAUNCHPAD_SKIP_BROWSER=1")
+
+
+@pytest.fixture(scope="module")
+def server():
+    """A fresh app process: no page has been visited yet (this matters for deep links)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                             "--server.address", "127.0.0.1", "--server.headless", "true"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            if urllib.request.urlopen(url + "/_stcore/health", timeout=1).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not start:\n" + proc.stdout.read().decode(errors="replace"))
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: run `make setup`"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    errors = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield pg
+    context.close()
+    assert not errors, errors
+
+
+def settle(pg, text: str, timeout: float = 120) -> None:
+    """Wait until `text` is on the page and Streamlit has finished running the script."""
+    pg.get_by_text(text).first.wait_for(timeout=timeout * 1000)
+    deadline = time.time() + timeout
+    while pg.locator("[data-testid='stStatusWidget']").count() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)
+
+
+def shot(pg, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    pg.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def sidebar_text(pg) -> str:
+    return pg.locator("[data-testid='stSidebar']").inner_text()
+
+
+def test_a_deep_link_to_a_fresh_server_gets_the_whole_app_shell(server, page):
+    page.goto(server + "/models")  # the very first request this process serves
+    settle(page, "Resident weights")
+    nav = sidebar_text(page)
+    assert "Operations" in nav and "Demos" in nav and "Launchpad" in nav, nav
+    assert "common" not in nav.split()  # pages/common.py is a helper, not a page
+    shot(page, "models")
+
+
+def test_home_cards_lead_to_the_demos(server, page):
+    page.goto(server)
+    settle(page, "Working prototypes")
+    shot(page, "home")
+    page.get_by_text("Open Image classifier").click()
+    settle(page, "confident")
+    assert page.url.endswith("/image_classifier")
+
+
+def test_image_classifier_recognises_the_sample_photos(server, page):
+    page.goto(server + "/image_classifier")
+    settle(page, "confident")
+    body = page.inner_text("body")
+    assert "espresso" in body and "Licence" in body
+    page.locator("[data-testid='stPlotlyChart']").nth(1).wait_for(timeout=30_000)  # a top-5 chart per photo
+    shot(page, "image_classifier")
