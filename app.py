@@ -10,7 +10,8 @@ st.set_page_config(page_title="Launchpad", page_icon="🚀", layout="wide")
 groups = {
     "Home": [st.Page("pages/home.py", title="Home", icon=":material/home:", default=True)],
     "Demos": [st.Page(d.page, title=d.title, icon=d.icon) for d in DEMOS],
-    "Operations": [st.Page("pages/models.py", title="Models", icon=":material/memory:")],
+    "Operations": [st.Page("pages/models.py", title="Models", icon=":material/memory:"),
+                   st.Page("pages/support_desk.py", title="Support desk", icon=":material/support_agent:")],
 }
 page = st.navigation({name: pages for name, pages in groups.items() if pages})
 

@@ -14,6 +14,12 @@ class Demo:
 
 
 DEMOS: list[Demo] = [
+    Demo("Support chatbot", ":material/support_agent:", "pages/chatbot.py",
+         "A support assistant that answers from your help centre, cites its sources, and hands over to a "
+         "person when it is not sure.", ("chat_lm", "embedder")),
+    Demo("Copy studio", ":material/edit_note:", "pages/copy_studio.py",
+         "Marketing copy on demand: describe a product, pick a tone, get several variants to choose from.",
+         ("chat_lm",)),
     Demo("Image classifier", ":material/image_search:", "pages/image_classifier.py",
          "Recognise 1,000 kinds of objects in a photo, or teach it your own classes from a handful of "
          "examples, like a teachable machine.", ("image_classifier",)),

@@ -1,9 +1,12 @@
 import os
+import tempfile
 
 # Tests never touch the network: defaults load from installed wheels, overrides from local folders.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("LAUNCHPAD_CONFIG", os.devnull)  # a developer's launchpad.toml does not leak in
+# tickets and feedback written by tests go to a throw-away database, never the developer's
+os.environ["LAUNCHPAD_DB"] = os.path.join(tempfile.mkdtemp(prefix="launchpad-test-db-"), "test.sqlite")
 
 
 def _mirror_a_running_server() -> None:

@@ -1,0 +1,146 @@
+import streamlit as st
+
+from core import chat, store
+from core.models import registry
+from pages.common import app_shell, ensure_model, model_credits
+
+app_shell()
+
+# --- sidebar: settings and knowledge base --------------------------------------------------------
+with st.sidebar:
+    st.subheader("Chat settings")
+    temperature = st.slider("Temperature", 0.0, 1.0, 0.3, 0.05, key="temperature",
+                            help="0 always picks the likeliest word; higher is more varied.")
+    max_new_tokens = st.slider("Max new tokens", 32, 256, 128, 16, key="max_tokens")
+    passages = st.slider("Passages used", 1, 5, 3, key="passages", help="Help-centre entries retrieved and cited.")
+    threshold = st.slider("Hand-off below similarity", 0.10, 0.60, chat.HANDOFF_THRESHOLD, 0.01, key="threshold",
+                          help="Below this retrieval similarity Penny offers a human instead of guessing.")
+    grounded = st.toggle("Grounding check", value=True, key="grounded",
+                         help="Show only sentences the help centre supports (a sentence at a time); off streams raw tokens.")
+    st.caption(f"Model: {registry.model_name('chat_lm')} · embeddings: {registry.model_name('embedder')}")
+    st.subheader("Knowledge base")
+    upload = st.file_uploader("Your own FAQ (CSV with question, answer columns, or Markdown with questions "
+                              "as headings)", type=["csv", "md", "markdown", "txt"], key="faq_upload")
+
+st.title("💬 Support chatbot")
+st.caption("Penny answers customer questions from a help centre, cites her sources, and hands over to a person "
+           "when she doesn't know.")
+model_credits("chat_lm", "embedder", data="sample FAQ of Pennant, a fictional invoicing startup, written for "
+              "Launchpad (CC0); intent examples written for Launchpad (CC0).")
+if not (ensure_model("embedder") and ensure_model("chat_lm")):
+    st.stop()
+
+# --- session state ------------------------------------------------------------------------------
+state = st.session_state
+state.setdefault("messages", [])
+if upload is not None and state.get("faq_file") != upload.file_id:
+    try:
+        with st.spinner(f"Reading and indexing {upload.name}…"):
+            state.kb, state.kb_notices = chat.uploaded_kb(upload.getvalue(), upload.name)
+        state.faq_file, state.messages = upload.file_id, []
+    except chat.KnowledgeBaseError as exc:
+        st.error(f"{exc}", icon=":material/error:")
+elif upload is None and state.get("faq_file"):
+    state.pop("kb", None)
+    state.faq_file, state.kb_notices, state.messages = None, [], []
+if "kb" not in state:
+    with st.spinner("Indexing the help centre…"):
+        state.kb, state.kb_notices = chat.sample_kb(), []
+kb: chat.KnowledgeBase = state.kb
+for notice in state.get("kb_notices", []):
+    st.info(notice, icon=":material/info:")
+
+top = st.columns([4, 1, 1], vertical_alignment="center")
+top[0].caption(f"Knowledge base: **{kb.source}** · {len(kb):,} entries")
+if top[1].button("Clear chat", key="clear", width="stretch", disabled=not state.messages):
+    state.messages = []
+    st.rerun()
+top[2].download_button("Transcript", chat.transcript(state.messages, kb.name), "penny-transcript.md",
+                       "text/markdown", key="transcript", width="stretch", on_click="ignore",
+                       disabled=not state.messages)
+
+
+# --- replay history -----------------------------------------------------------------------------
+@st.fragment
+def feedback(i: int, message: dict, question: str) -> None:
+    """In a fragment: a thumb clicked on an old answer must not interrupt one that is streaming."""
+    score = st.feedback("thumbs", key=f"feedback-{i}")
+    if score is not None and score != message.get("feedback"):
+        if message.get("feedback_id"):
+            store.update_feedback(message["feedback_id"], score)
+        else:
+            message["feedback_id"] = store.add_feedback(score, question, message["content"], message["hits"])
+        message["feedback"] = score
+        st.toast("Thanks: your feedback helps us improve Penny.")
+
+
+def handoff_form(i: int, message: dict, question: str) -> None:
+    if message.get("ticket"):
+        st.success(f"Ticket #{message['ticket']} created: a person from our team will follow up.", icon=":material/support_agent:")
+        return
+    with st.form(key=f"handoff-{i}"):
+        st.markdown("**Talk to a person**")
+        name = st.text_input("Name (optional)", max_chars=100, key=f"handoff-name-{i}")
+        email = st.text_input("Email (optional, for a reply)", max_chars=200, key=f"handoff-email-{i}")
+        if st.form_submit_button("Create support ticket", type="primary"):
+            if email.strip() and not chat.valid_email(email):
+                st.error("That email address doesn't look right: check it, or leave it empty.")
+            else:
+                history = [m for m in state.messages[: i + 1]]
+                message["ticket"] = store.create_ticket(question, history, name, email, message.get("intent", ""))
+                st.rerun()
+
+
+def render(i: int, message: dict) -> None:
+    with st.chat_message(message["role"], avatar="🧑" if message["role"] == "user" else "🤖"):
+        st.markdown(chat.as_text(message["content"]))
+        if message["role"] == "user":
+            st.badge(message.get("intent", "other"), icon=":material/label:", color="gray")
+            if message.get("notice"):
+                st.caption(message["notice"])
+            return
+        question = state.messages[i - 1]["content"] if i else ""
+        if message.get("hits"):
+            with st.expander(f"Sources ({len(message['hits'])})"):
+                for h in message["hits"]:
+                    st.markdown(f"**{chat.as_text(h['question'])}** · similarity {h['score']:.2f}  \n"
+                                f"{chat.as_text(h['answer'])}")
+        if message.get("grounding"):
+            st.caption(message["grounding"])
+        if message.get("kind") == "handoff":
+            handoff_form(i, message, question)
+        elif message.get("kind") == "generate":
+            feedback(i, message, question)
+
+
+for i, message in enumerate(state.messages):
+    render(i, message)
+
+# --- handle input -------------------------------------------------------------------------------
+prompt = st.chat_input("Ask about billing, your account, technical issues or privacy", key="chat_input",
+                       submit_mode="disable")
+if prompt is not None:
+    plan = chat.plan_reply(kb, state.messages, prompt, passages=passages, threshold=threshold)
+    if plan.kind == "empty":
+        st.toast("Type a question first.")
+        st.stop()
+    state.messages.append({"role": "user", "content": plan.message, "intent": plan.intent, "notice": plan.notice})
+    render(len(state.messages) - 1, state.messages[-1])
+    reply = {"role": "assistant", "kind": plan.kind, "intent": plan.intent,
+             "hits": [{"question": h.question, "answer": h.answer, "score": h.score} for h in plan.hits]}
+    if plan.kind == "generate":
+        with st.chat_message("assistant", avatar="🤖"):
+            answer = chat.AnswerStream(plan, temperature, max_new_tokens, grounded, kb.name)
+            with st.spinner("Penny is writing…"):
+                reply["content"] = st.write_stream(answer)
+        if answer.fallback:
+            reply["grounding"] = (f"Grounding check: the model's answer was not supported by the help centre "
+                                  f"({answer.dropped} sentence(s) removed), so the article is quoted.")
+        elif answer.dropped:
+            reply["grounding"] = f"Grounding check: {answer.dropped} unsupported sentence(s) removed."
+    else:
+        reply["content"] = plan.text
+        if plan.kind == "handoff" and plan.hits:
+            reply["hits"] = reply["hits"][:1]  # show the closest entry, so the user sees why
+    state.messages.append(reply)
+    st.rerun()

@@ -1,0 +1,51 @@
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from core import store
+from core.chat import as_text
+from pages.common import app_shell
+
+app_shell()
+
+st.title("🎧 Support desk")
+st.caption("Tickets handed over by the chatbot, and what users thought of its answers. Stored in SQLite "
+           f"(`{store.db_path().name}`).")
+
+tickets, feedback = st.tabs(["Tickets", "Answer feedback"])
+
+with tickets:
+    status = st.segmented_control("Show", ["open", "closed", "all"], default="open", key="ticket_status")
+    rows = store.tickets(None if status in (None, "all") else status)
+    if not rows:
+        st.info("No tickets here. When the chatbot can't answer, users can hand the conversation to a person.")
+    for t in rows:
+        with st.expander(f"#{t['id']} · {t['status']} · {t['intent'] or 'other'} · {as_text(t['question'][:80])}"):
+            st.caption(f"Created {t['created']} · {as_text(t['name'] or 'anonymous')} · {as_text(t['email'] or 'no email')}")
+            for m in t["conversation"]:
+                st.markdown(f"**{'Customer' if m['role'] == 'user' else 'Penny'}:** {as_text(m['content'])}")
+            new = "closed" if t["status"] == "open" else "open"
+            if st.button(f"Mark {new}", key=f"ticket-{t['id']}"):
+                store.set_ticket_status(t["id"], new)
+                st.rerun()
+
+with feedback:
+    rows = store.feedback()
+    if not rows:
+        st.info("No feedback yet: thumbs up or down under a chatbot answer lands here.")
+    else:
+        frame = pd.DataFrame(rows)
+        frame["day"] = pd.to_datetime(frame.created).dt.date
+        frame["rating"] = frame.score.map({1: "👍 helpful", 0: "👎 not helpful"})
+        a, b = st.columns(2)
+        a.metric("Rated answers", len(frame))
+        b.metric("Helpful", f"{frame.score.mean():.0%}")
+        daily = frame.groupby(["day", "rating"]).size().reset_index(name="answers")
+        fig = px.bar(daily, x="day", y="answers", color="rating", barmode="stack",
+                     color_discrete_map={"👍 helpful": "#2E9E5B", "👎 not helpful": "#D9534F"},
+                     labels={"day": "Day", "answers": "Rated answers", "rating": "Rating"})
+        fig.update_layout(height=320, margin=dict(t=20, b=10))
+        st.plotly_chart(fig, width="stretch")
+        st.dataframe(frame[["created", "rating", "question", "answer"]], hide_index=True, width="stretch")
+        st.download_button("Download feedback (CSV)", frame.drop(columns=["day"]).to_csv(index=False),
+                           "feedback.csv", "text/csv", on_click="ignore")
