@@ -348,7 +348,7 @@ class AnswerStream:
     grounded=False releases the raw tokens, a few words behind the model. Either way, an answer that
     starts repeating the system prompt is stopped and replaced by a refusal before the repeat shows.
     After iteration: `dropped` (unsupported sentences removed), `fallback` (verbatim answer shown),
-    `first_token_s` (model latency), `tokens`, `text` (what was shown)."""
+    `first_token_s` (model latency), `raw` (what the model wrote), `text` (what was shown)."""
 
     def __init__(self, plan: Plan, temperature: float = 0.3, max_new_tokens: int = 160, grounded: bool = True,
                  product: str = SAMPLE_NAME):
@@ -356,7 +356,7 @@ class AnswerStream:
         self.grounded, self.product = grounded, product
         self.dropped, self.fallback, self.leak = 0, False, False
         self.first_token_s: float | None = None
-        self.tokens, self.text = 0, ""
+        self.raw, self.text = "", ""
 
     def __iter__(self) -> Iterator[str]:
         for chunk in (self._grounded() if self.grounded else self._raw()):
@@ -457,7 +457,7 @@ class AnswerStream:
             for chunk in streamer:
                 if self.first_token_s is None:
                     self.first_token_s = time.perf_counter() - started
-                self.tokens += 1
+                self.raw += chunk
                 yield chunk
             if failure:
                 raise failure[0]

@@ -137,4 +137,15 @@ def generate_variants(description: str, tone: str = "Friendly", length: str = "S
     worker.join(timeout=10)
     if failure:
         raise failure[0]
-    yield [Variant(v.text.strip().strip('"'), True, v.tokens) for v in variants]
+    yield [Variant(tidy(v.text, length), True, v.tokens) for v in variants]
+
+
+def tidy(text: str, length: str) -> str:
+    """A finished variant without quotes, a tagline as one line, and no sentence cut off by the token cap."""
+    text = text.strip().strip('"“”').strip()
+    if length == "Tagline":
+        text = text.splitlines()[0].strip() if text else text
+    if text and text[-1] not in ".!?…)\"'":
+        end = max(text.rfind(p) for p in ".!?")
+        text = text[: end + 1] if end > len(text) // 3 else text.rsplit(" ", 1)[0] if " " in text else text
+    return text

@@ -112,3 +112,34 @@ def test_image_classifier_recognises_the_sample_photos(server, page):
     assert "espresso" in body and "Licence" in body
     page.locator("[data-testid='stPlotlyChart']").nth(1).wait_for(timeout=30_000)  # a top-5 chart per photo
     shot(page, "image_classifier")
+
+
+def test_chatbot_answers_with_sources_and_offers_a_hand_off(server, page):
+    page.goto(server + "/chatbot")
+    settle(page, "Knowledge base:")
+    box = page.get_by_test_id("stChatInputTextArea")
+    box.fill("my card expired, how do I put in a new one?")
+    box.press("Enter")
+    settle(page, "Sources (")
+    assert page.get_by_test_id("stChatMessage").count() == 2
+    box.fill("Who won the football world cup in 2018?")
+    box.press("Enter")
+    settle(page, "Create support ticket")
+    shot(page, "chatbot")
+
+
+def test_copy_studio_writes_variants(server, page):
+    page.goto(server + "/copy_studio")
+    settle(page, "Product description")
+    page.get_by_label("Product description").fill("Handmade ceramic mugs that keep coffee warm for hours")
+    page.get_by_text("Tagline", exact=True).click()
+    page.get_by_role("button", name="Generate").click()
+    settle(page, "Download all (Markdown)", timeout=240)
+    assert page.get_by_test_id("stCode").count() == 3
+    shot(page, "copy_studio")
+
+
+def test_support_desk_renders(server, page):
+    page.goto(server + "/support_desk")
+    settle(page, "Answer feedback")
+    shot(page, "support_desk")

@@ -176,7 +176,7 @@ def test_the_real_model_streams_an_answer(kb):
     plan = chat.plan_reply(kb, [], "Is there a mobile app?")
     stream = chat.AnswerStream(plan, temperature=0.0, max_new_tokens=24, grounded=False)
     chunks = list(stream)
-    assert len(chunks) >= 2 and stream.first_token_s is not None and stream.tokens >= 5
+    assert len(chunks) >= 2 and stream.first_token_s is not None and len(stream.raw.split()) >= 3
 
 
 # --- store ---------------------------------------------------------------------------------------
@@ -202,6 +202,16 @@ def test_copy_brief_validation():
         copywriter.validate("   ")
     text, notice = copywriter.validate("A bottle " * 200)
     assert len(text) <= copywriter.MAX_DESCRIPTION and "cut" in notice
+
+
+@pytest.mark.parametrize("raw, length, tidy", [
+    ('"Cold for 24 hours. Always."', "Short", "Cold for 24 hours. Always."),
+    ("Stay cool all day!\nHere is another option: blah", "Tagline", "Stay cool all day!"),
+    ("Fresh coffee, every time. And then the mugs are sp", "Short", "Fresh coffee, every time."),
+    ("Fresh coffee every time and then the mu", "Tagline", "Fresh coffee every time and then the"),
+])
+def test_finished_variants_are_tidied(raw, length, tidy):
+    assert copywriter.tidy(raw, length) == tidy
 
 
 def test_batch_streamer_tracks_each_sequence():
