@@ -4,6 +4,7 @@ import streamlit as st
 from core.demos import DEMOS
 from core.models import registry
 from core.registry import READY
+from pages.common import access_gate, inside_app_shell
 
 st.set_page_config(page_title="Launchpad", page_icon="🚀", layout="wide")
 
@@ -13,11 +14,16 @@ groups = {
     "Operations": [st.Page("pages/models.py", title="Models", icon=":material/memory:"),
                    st.Page("pages/support_desk.py", title="Support desk", icon=":material/support_agent:")],
 }
-page = st.navigation({name: pages for name, pages in groups.items() if pages})
+allowed = access_gate()
+page = st.navigation({name: pages for name, pages in groups.items() if pages},
+                     position="sidebar" if allowed else "hidden")
+if not allowed:
+    st.stop()
 
 summary = st.sidebar.empty()
 try:
-    page.run()
+    with inside_app_shell():
+        page.run()
 finally:  # after the page, so models it just loaded are counted (also when it stopped early)
     ready = [s for s in registry.all_stats() if s["state"] == READY]
     line = (f"🚀 **Launchpad** · {len(ready)} of {len(registry.slots())} models loaded"

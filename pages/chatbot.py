@@ -2,7 +2,7 @@ import streamlit as st
 
 from core import chat, store
 from core.models import registry
-from pages.common import app_shell, ensure_model, model_credits
+from pages.common import allow_heavy_call, app_shell, ensure_model, model_credits
 
 app_shell()
 
@@ -120,6 +120,9 @@ for i, message in enumerate(state.messages):
 prompt = st.chat_input("Ask about billing, your account, technical issues or privacy", key="chat_input",
                        submit_mode="disable")
 if prompt is not None:
+    if not allow_heavy_call():
+        st.caption(f"Not sent: {chat.as_text(prompt[:300])}")
+        st.stop()
     plan = chat.plan_reply(kb, state.messages, prompt, passages=passages, threshold=threshold)
     if plan.kind == "empty":
         st.toast("Type a question first.")

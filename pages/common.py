@@ -1,34 +1,55 @@
 """UI pieces every page shares: loading a model with visible progress, and its credits line."""
+import threading
+from contextlib import contextmanager
+
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
+from core import access
 from core.models import registry
 from core.registry import READY, SlotError
 
 
+_shell = threading.local()  # each script run has its own thread
+
+
+@contextmanager
+def inside_app_shell():
+    """app.py runs the page inside this, so a page can tell it was reached through app.py."""
+    _shell.active = True
+    try:
+        yield
+    finally:
+        _shell.active = False
+
+
 def app_shell() -> None:
     """Call first on every page. Streamlit starts each process in its legacy `pages/` folder mode and
-    leaves it only when app.py calls st.navigation; a fresh server whose first visitor follows a deep
-    link (say /models) would run that page alone, without app.py's page config, navigation and
-    sidebar, and list every file in pages/ as a page. Leave that mode and rerun through app.py,
-    which resolves the same URL to the same page."""
-    if PagesManager.uses_pages_directory:
+    leaves it only when app.py calls st.navigation, so on a fresh server the first visitors who follow
+    deep links (say /models) run that page alone: without app.py's page config, navigation, sidebar and
+    sign-in, and with every file in pages/ listed as a page. Such a run leaves that mode and reruns
+    through app.py, which resolves the same URL to the same page. Decided per run, not from the global
+    flag: with many first visitors at once, only one of them sees the flag still set."""
+    if not getattr(_shell, "active", False):
         PagesManager.uses_pages_directory = False
         st.rerun()
 
 
 def ensure_model(slot: str) -> bool:
-    """Load a slot on first use inside a status box; on failure show why and how to fix it."""
+    """Load a slot on first use inside a status box; on failure show why and how to fix it.
+    The box sits in a placeholder that every run renders, loaded or not, so the elements below keep
+    their place in the page: otherwise the run after a load would remount them (tabs jump back)."""
+    holder = st.empty()
     if registry.stats(slot)["state"] == READY:
         return True
     title = registry.spec(slot).title
     try:
-        with st.status(f"Loading {title}…") as box:
+        with holder.status(f"Loading {title}…") as box:
             registry.get(slot, progress=lambda message: box.update(label=message))
             box.update(label=f"{title} is ready", state="complete", expanded=False)
         return True
     except SlotError as exc:
-        st.error(f"**{title} is unavailable.** {exc.reason}.\n\n**Fix:** {exc.fix}", icon=":material/error:")
+        holder.error(f"**{title} is unavailable.** {exc.reason}.\n\n**Fix:** {exc.fix}", icon=":material/error:")
         return False
 
 
@@ -39,3 +60,55 @@ def model_credits(*slots: str, data: str = "") -> None:
     if data:
         lines.append(f"**Data**: {data}")
     st.caption("  \n".join(lines))
+
+
+def _secrets() -> dict:
+    try:
+        return st.secrets.to_dict()
+    except Exception:  # no secrets.toml: nothing configured
+        return {}
+
+
+def access_gate() -> bool:
+    """True when this visitor may use the app; otherwise shows the sign-in form and returns False."""
+    rules = access.load_access(_secrets())
+    state = st.session_state
+    if not rules.required:
+        st.sidebar.caption("🔓 **Open access**: anyone with the link can use this app. Set a password to "
+                           "restrict it (README, Hosting).")
+        return True
+    if state.get("user"):
+        with st.sidebar:
+            st.caption(f"Signed in as **{state.user}**")
+            if st.button("Sign out", key="sign_out"):
+                state.clear()
+                st.rerun()
+        return True
+    guard = state.setdefault("sign_in_guard", access.SignInGuard())
+    st.title("🚀 Launchpad")
+    st.caption("This demo is private. Sign in with the details you were given.")
+    with st.form("sign_in"):
+        name = st.text_input("Name" if rules.users else "Name (optional)", key="sign_in_name", max_chars=100)
+        password = st.text_input("Password", type="password", key="sign_in_password", max_chars=200)
+        if st.form_submit_button("Sign in", type="primary"):
+            wait = guard.wait_seconds()
+            if wait:
+                st.error(f"Too many attempts. Try again in {wait:.0f} s.")
+            elif (user := rules.verify(name, password)) is not None:
+                state.user = user
+                st.rerun()
+            else:
+                guard.failed()
+                st.error("That name and password don't match.")
+    return False
+
+
+def allow_heavy_call() -> bool:
+    """A per-visitor limit on model calls, so one visitor cannot starve the others."""
+    limiter = st.session_state.setdefault("rate_limiter", access.RateLimiter())
+    wait = limiter.try_acquire()
+    if wait:
+        st.warning(f"You're going a little fast: this demo allows {limiter.calls} model calls per "
+                   f"{limiter.seconds:.0f} s for each visitor. Try again in {wait:.0f} s.", icon=":material/timer:")
+        return False
+    return True

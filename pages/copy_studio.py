@@ -2,7 +2,7 @@ import streamlit as st
 
 from core import copywriter
 from core.chat import as_text
-from pages.common import app_shell, ensure_model, model_credits
+from pages.common import allow_heavy_call, app_shell, ensure_model, model_credits
 
 app_shell()
 
@@ -27,7 +27,7 @@ with st.form("brief"):
                           help="Sample only from the likeliest words that together reach this probability.")
     submitted = st.form_submit_button("Generate", type="primary")
 
-if submitted:
+if submitted and allow_heavy_call():
     try:
         brief, notice = copywriter.validate(description)
     except ValueError as exc:

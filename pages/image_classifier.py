@@ -1,8 +1,10 @@
+import hashlib
+
 import plotly.graph_objects as go
 import streamlit as st
 
 from core import vision
-from pages.common import app_shell, ensure_model, model_credits
+from pages.common import allow_heavy_call, app_shell, ensure_model, model_credits
 
 app_shell()
 IMAGE_TYPES = ["jpg", "jpeg", "png", "gif", "webp", "bmp", "tif", "tiff"]
@@ -50,8 +52,15 @@ with recognise:
         pictures = [vision.Picture(name, gallery[name]) for name in chosen]
 
     if pictures:
-        with st.spinner(f"Classifying {len(pictures)} image(s)…"):
-            results = vision.classify([p.image for p in pictures], k=5)
+        cache = st.session_state.setdefault("image_results", {})  # reruns do not classify again
+        keys = [hashlib.sha1(p.image.tobytes()).hexdigest() for p in pictures]
+        todo = [(k, p) for k, p in zip(keys, pictures) if k not in cache]
+        if todo:
+            if not allow_heavy_call():
+                st.stop()
+            with st.spinner(f"Classifying {len(todo)} image(s)…"):
+                cache.update(zip([k for k, _ in todo], vision.classify([p.image for _, p in todo], k=5)))
+        results = [cache[k] for k in keys]
         for picture, top5 in zip(pictures, results):
             with st.container(border=True):
                 left, right = st.columns([1, 2])
@@ -78,7 +87,7 @@ with teach:
             examples[name] = [p.image for p in read_uploads(files)]
             st.caption(f"{len(examples[name])} usable image(s)")
 
-    if st.button("Train custom classifier", type="primary", key="train"):
+    if st.button("Train custom classifier", type="primary", key="train") and allow_heavy_call():
         if len([n for n in examples if n.strip()]) < int(count):
             st.error("Each class needs a different, non-empty name.")
         else:

@@ -23,7 +23,7 @@ table = pd.DataFrame([{
     "Slot": s["slot"], "State": s["state"], "Device": s["device"], "Dtype": s["dtype"],
     "Params (M)": s["parameters"] / 1e6 if s["parameters"] else None,
     "Memory (MB)": s["bytes"] / 2**20 if s["bytes"] else None,
-    "Load (s)": s["load_seconds"], "Calls": s["calls"],
+    "Load (s)": s["load_seconds"], "Loads": s["loads"], "Calls": s["calls"],
     "p50 (ms)": s["p50_ms"], "p95 (ms)": s["p95_ms"],
     "Note": s["fallback"] or s["progress"] or s["last_error"],
 } for s in stats])
@@ -34,7 +34,8 @@ st.dataframe(table, hide_index=True, width="stretch", column_config={
 for s in stats:
     with st.container(border=True):
         left, right = st.columns([3, 2])
-        left.markdown(f"**{s['title']}** · `{s['slot']}` · {s['task']} · _{s['state']}_")
+        left.markdown(f"**{s['title']}** · `{s['slot']}` · {s['task']} · _{s['state']}_"
+                      + (f" · loaded {s['loads']}× in this process" if s["loads"] else ""))
         left.caption(f"{s['provenance']}  \nSource: `{s['source']}`  \nLicence: {s['licence']}")
         load, warm, unload = right.columns(3)
         try:

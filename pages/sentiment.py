@@ -7,7 +7,7 @@ import streamlit as st
 
 from core import files, sentiment, store
 from core.models import registry
-from pages.common import app_shell, ensure_model, model_credits
+from pages.common import allow_heavy_call, app_shell, ensure_model, model_credits
 
 app_shell()
 COLOURS = {"negative": "#D9534F", "neutral": "#8C8C8C", "positive": "#2E9E5B"}
@@ -48,7 +48,7 @@ single, batch, model_tab = st.tabs(["Analyse a text", "Batch scoring", "Model & 
 with single:
     text = st.text_area("Text", key="sentiment_text", height=110,
                         placeholder="@united the flight was delayed 3 hours and nobody told us anything")
-    if st.button("Analyse", type="primary", key="analyse"):
+    if st.button("Analyse", type="primary", key="analyse") and allow_heavy_call():
         try:
             state_text, notice = sentiment.check_text(text)
             label, words = sentiment.explain(state_text)
@@ -102,7 +102,7 @@ with batch:
             column = st.selectbox("Text column", candidates, key="text_column")
             dates = [c for c in sentiment.date_columns(frame) if c != column]
             date_col = st.selectbox("Date column (optional)", ["(none)"] + dates, key="date_column")
-            if st.button(f"Score {len(frame):,} rows", type="primary", key="score"):
+            if st.button(f"Score {len(frame):,} rows", type="primary", key="score") and allow_heavy_call():
                 bar = st.progress(0.0, text="Scoring…")
                 scored = sentiment.score_table(frame, column, lambda f: bar.progress(f, text=f"Scoring… {f:.0%}"))
                 bar.empty()
@@ -156,7 +156,7 @@ with model_tab:
     if corrections:
         st.dataframe(pd.DataFrame(corrections)[["created", "text", "predicted", "corrected"]], hide_index=True,
                      width="stretch", height=200)
-    if st.button("Retrain with corrections", key="retrain", disabled=not corrections):
+    if st.button("Retrain with corrections", key="retrain", disabled=not corrections) and allow_heavy_call():
         with st.status("Retraining…", expanded=True) as box:
             bar = st.progress(0.0)
             before, after = sentiment.retrain_with_corrections(

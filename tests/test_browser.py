@@ -143,3 +143,105 @@ def test_support_desk_renders(server, page):
     page.goto(server + "/support_desk")
     settle(page, "Answer feedback")
     shot(page, "support_desk")
+
+
+def test_twenty_simultaneous_sessions_stay_separate_and_share_one_copy_of_each_model(server, page):
+    """20 visitors at once on different pages: no errors, no visitor sees another's chat or results,
+    and the Models page afterwards shows each model loaded exactly once."""
+    import asyncio
+    import re
+
+    from playwright.async_api import async_playwright
+
+    async def visit(browser, i: int) -> tuple[int, str, str]:
+        context = await browser.new_context(viewport={"width": 1200, "height": 900})
+        pg = await context.new_page()
+        errors = []
+        pg.on("pageerror", lambda exc: errors.append(str(exc)))
+        marker = f"marker-{i:02d}"
+        kind = ("chatbot", "sentiment", "image_classifier", "models")[i % 4]
+        downloaded = ""
+        await pg.goto(f"{server}/{kind}", timeout=120_000)
+        if kind == "chatbot":
+            box = pg.get_by_test_id("stChatInputTextArea")
+            await box.wait_for(timeout=180_000)
+            await box.fill(f"What colour is the {marker} balloon at the fair?")
+            await box.press("Enter")
+            await pg.get_by_text("Create support ticket").wait_for(timeout=180_000)
+        elif kind == "sentiment":
+            paste = pg.get_by_role("tabpanel").get_by_text("Paste lines")
+            for _ in range(20):  # a first visit may rerun once (see app_shell): click until the tab opens
+                await pg.get_by_role("tab", name="Batch scoring").click(timeout=300_000)
+                try:
+                    await paste.wait_for(state="visible", timeout=5_000)
+                    break
+                except Exception:
+                    continue
+            await paste.click(timeout=30_000)
+            await pg.get_by_label("One text per line").fill(f"@united {marker} was great\n@united {marker} was late")
+            await pg.get_by_label("One text per line").press("Control+Enter")
+            await pg.get_by_role("button", name=re.compile("Score 2 rows")).click(timeout=60_000)
+            await pg.get_by_text("Download results (CSV)").wait_for(timeout=180_000)
+            async with pg.expect_download() as download:  # the results table is a canvas: read its CSV
+                await pg.get_by_text("Download results (CSV)").click()
+            path = await (await download.value).path()
+            downloaded = Path(path).read_text()
+            assert downloaded.count("@united") == 2, downloaded
+        elif kind == "image_classifier":
+            await pg.get_by_text("espresso").first.wait_for(timeout=180_000)
+        else:
+            await pg.get_by_text("Resident weights").wait_for(timeout=120_000)
+        body = await pg.inner_text("body") + (downloaded if kind == "sentiment" else "")
+        await context.close()
+        assert not errors, errors
+        return i, kind, body
+
+    async def main():
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, downloads_path=str(SHOTS), args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run"])
+            results = await asyncio.gather(*(visit(browser, i) for i in range(20)))
+            await browser.close()
+            return results
+
+    import threading
+
+    results, failures = [], []  # its own thread: this module's sync Playwright fixture holds this thread's loop
+
+    def run():
+        try:
+            results.extend(asyncio.run(main()))
+        except BaseException as exc:
+            failures.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join()
+    if failures:
+        raise failures[0]
+    assert len(results) == 20
+    for i, kind, body in results:
+        seen = set(re.findall(r"marker-\d\d", body))
+        if kind in ("chatbot", "sentiment"):
+            assert seen == {f"marker-{i:02d}"}, (i, kind, seen)
+        else:
+            assert not seen, (i, kind, seen)
+
+    page.goto(server + "/models")
+    settle(page, "Resident weights")
+    shot(page, "models_after_concurrency")
+    text = page.inner_text("body")
+    loads = dict(re.findall(r"· (\w+) · [^·\n]+ · ready · loaded (\d+)× in this process", text))
+    assert {"chat_lm", "embedder", "sentiment", "image_classifier"} <= set(loads), text
+    assert set(loads.values()) == {"1"}, loads
+
+
+def test_sentiment_explains_a_text(server, page):
+    page.goto(server + "/sentiment")
+    settle(page, "Analyse a text")
+    page.get_by_role("textbox", name="Text", exact=True).fill("@united the crew was lovely and the flight was on time, thank you!")
+    page.get_by_role("button", name="Analyse").click()
+    settle(page, "Why")
+    assert "positive" in page.inner_text("body")
+    shot(page, "sentiment")

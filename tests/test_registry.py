@@ -40,7 +40,7 @@ def test_sixteen_concurrent_gets_load_once_and_share_the_object():
         t.start()
     for t in threads:
         t.join()
-    assert len(calls) == 1
+    assert len(calls) == 1 and registry.stats("a")["loads"] == 1
     assert len(results) == 16 and all(r is results[0] for r in results)
     stats = registry.stats("a")
     assert stats["state"] == reg.READY and stats["parameters"] == 1024 and stats["bytes"] == 4096
@@ -109,6 +109,25 @@ def test_a_failing_slot_names_itself_and_leaves_the_others_working():
     assert "truncated" in registry.stats("bad")["last_error"]
     with pytest.raises(SlotError):  # remembered: get does not retry the broken load every time
         registry.get("bad")
+
+
+def test_a_failed_load_is_retried_after_a_while(monkeypatch):
+    attempts = []
+
+    def flaky(source, device, dtype, progress):
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ImportError("cannot import name 'AutoModel' from 'transformers'")
+        return ModelBundle(torch.nn.Linear(2, 1))
+
+    registry = Registry([make_slot("a", loader=flaky)])
+    with pytest.raises(SlotError):
+        registry.get("a")
+    with pytest.raises(SlotError):
+        registry.get("a")
+    assert len(attempts) == 1
+    monkeypatch.setattr(reg, "RETRY_AFTER_S", 0.0)
+    assert registry.get("a").model is not None and len(attempts) == 2
 
 
 def test_missing_package_default_says_how_to_fix_it():
@@ -241,5 +260,5 @@ def test_cli_prints_every_slot_with_source_licence_and_offline():
     out = subprocess.run([sys.executable, "-m", "core.registry"], capture_output=True, text=True, check=True).stdout
     header, _, *rows = out.strip().splitlines()
     assert header.split() == ["slot", "source", "licence", "offline"]
-    assert {r.split()[0] for r in rows} == {"chat_lm", "embedder", "image_classifier"}
+    assert {r.split()[0] for r in rows} == {"chat_lm", "embedder", "image_classifier", "sentiment"}
     assert all(r.rstrip().endswith("yes") for r in rows), out

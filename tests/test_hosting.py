@@ -1,0 +1,137 @@
+"""Issue 8: sign-in, rate limits, generation caps, and a SQLite store that survives concurrent writers
+and a writer killed mid-write."""
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import access, store
+
+
+def test_password_hashes_verify_and_plain_passwords_work_too():
+    stored = access.hash_password("correct horse", iterations=1000)
+    assert stored.startswith("pbkdf2_sha256$1000$")
+    assert access.check_password("correct horse", stored) and not access.check_password("wrong", stored)
+    assert access.check_password("plain", "plain") and not access.check_password("plain ", "plain")
+    assert not access.check_password("x", "pbkdf2_sha256$broken")
+
+
+def test_access_from_secrets_and_environment(monkeypatch):
+    monkeypatch.delenv("LAUNCHPAD_PASSWORD", raising=False)
+    monkeypatch.delenv("LAUNCHPAD_USERS", raising=False)
+    assert not access.load_access({}).required
+    rules = access.load_access({"auth": {"users": {"ann": access.hash_password("a1", iterations=1000)}}})
+    assert rules.required and rules.verify("ann", "a1") == "ann"
+    assert rules.verify("ann", "a2") is None and rules.verify("", "a1") is None
+    shared = access.load_access({"auth": {"password": "team"}})
+    assert shared.verify("", "team") == "guest" and shared.verify("Bo", "team") == "Bo"
+    monkeypatch.setenv("LAUNCHPAD_USERS", "cy:pw1, dee:pw2")
+    env = access.load_access({"auth": {"password": "ignored"}})
+    assert env.source == "environment" and env.verify("dee", "pw2") == "dee" and env.verify("", "ignored") is None
+
+
+def test_sign_in_guard_locks_out_after_repeated_failures():
+    guard = access.SignInGuard(attempts=3, lockout=30)
+    for t in (0, 1, 2):
+        assert guard.wait_seconds(t) == 0
+        guard.failed(t)
+    assert guard.wait_seconds(3) == pytest.approx(27)
+    assert guard.wait_seconds(31) == 0
+
+
+def test_rate_limiter_is_a_sliding_window():
+    limiter = access.RateLimiter(calls=2, seconds=10)
+    assert limiter.try_acquire(0) == 0 and limiter.try_acquire(1) == 0
+    assert limiter.try_acquire(2) == pytest.approx(8)
+    assert limiter.try_acquire(10.5) == 0
+
+
+def test_generation_length_is_capped_whatever_is_asked():
+    from core import chat
+
+    plan = chat.Plan("generate", "q")
+    assert chat.AnswerStream(plan, max_new_tokens=100_000).max_new_tokens == chat.MAX_NEW_TOKENS
+
+
+# --- the app -----------------------------------------------------------------------------------------
+
+def app(**secrets) -> AppTest:
+    at = AppTest.from_file("../app.py", default_timeout=120)
+    for key, value in secrets.items():
+        at.secrets[key] = value
+    return at
+
+
+def test_without_credentials_the_app_is_open_and_says_so():
+    at = app().run()
+    assert any("Open access" in c.value for c in at.sidebar.caption)
+    assert at.title[0].value.startswith("🚀 Launchpad") and not at.get("form")
+
+
+def test_with_a_password_every_page_needs_sign_in():
+    at = app(auth={"password": "s3cret"}).run()
+    assert [b.label for b in at.button] == ["Sign in"] and "private" in at.caption[0].value
+    at.switch_page("pages/models.py").run()  # a deep page shows the same gate
+    assert not any(t.value == "Models" for t in at.title)
+    at.text_input(key="sign_in_password").set_value("wrong")
+    at.button[0].click().run()
+    assert any("don't match" in e.value for e in at.error)
+    at.text_input(key="sign_in_password").set_value("s3cret")
+    at.button[0].click().run()
+    assert any(t.value == "Models" for t in at.title)
+    assert any("Signed in as **guest**" in c.value for c in at.sidebar.caption)
+
+
+def test_heavy_calls_are_rate_limited_per_visitor(monkeypatch):
+    monkeypatch.setenv("LAUNCHPAD_RATE_LIMIT", "1/60")
+    at = app().run()
+    at.switch_page("pages/chatbot.py").run()
+    at.chat_input(key="chat_input").set_value("What's a good name for my puppy?").run()
+    assert len(at.chat_message) == 2
+    at.chat_input(key="chat_input").set_value("What about a name for my cat?").run()
+    assert any("going a little fast" in w.value for w in at.warning)
+    assert len(at.chat_message) == 2 and any("Not sent" in c.value for c in at.caption)
+
+
+# --- the store -----------------------------------------------------------------------------------------
+
+WRITER = """
+import sys
+from core import store
+for i in range(int(sys.argv[1])):
+    row = store.add_feedback(1, f"{sys.argv[2]}-{i}", "a", [])
+    print(row, flush=True)
+"""
+
+
+def test_concurrent_writers_lose_nothing(tmp_path):
+    env = dict(os.environ, LAUNCHPAD_DB=str(tmp_path / "w.sqlite"))
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, "150", f"w{n}"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for n in range(4)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in outputs]
+    with sqlite3.connect(tmp_path / "w.sqlite") as conn:
+        questions = {q for (q,) in conn.execute("SELECT question FROM feedback")}
+    assert questions == {f"w{n}-{i}" for n in range(4) for i in range(150)}
+
+
+def test_a_writer_killed_mid_write_loses_no_committed_row(tmp_path):
+    env = dict(os.environ, LAUNCHPAD_DB=str(tmp_path / "k.sqlite"))
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, "100000", "k"], env=env, stdout=subprocess.PIPE,
+                            text=True)
+    committed = []
+    deadline = time.time() + 60
+    while len(committed) < 300 and time.time() < deadline:
+        committed.append(int(proc.stdout.readline()))
+    os.kill(proc.pid, signal.SIGKILL)  # no chance to clean up
+    proc.wait()
+    committed += [int(line) for line in proc.stdout.read().split()]
+    with sqlite3.connect(tmp_path / "k.sqlite") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        ids = {i for (i,) in conn.execute("SELECT id FROM feedback")}
+    assert len(committed) >= 300 and set(committed) <= ids
