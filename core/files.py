@@ -40,7 +40,7 @@ def read_csv(data: bytes, name: str) -> tuple[pd.DataFrame, list[str]]:
         frame = pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False, engine="python",
                             on_bad_lines=lambda line: bad_lines.append(line) or None, nrows=MAX_UPLOAD_ROWS + 1)
     except (csv.Error, pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
-        raise UploadError(f"{name} is not a readable CSV file ({exc}).")
+        raise UploadError(f"{name} is not a readable CSV file ({exc}).") from exc
     if bad_lines:
         notices.append(f"{len(bad_lines)} malformed line(s) with the wrong number of fields were skipped.")
     if len(frame) > MAX_UPLOAD_ROWS:

@@ -179,28 +179,26 @@ def embed(texts: list[str]):
 EFFICIENTNET_FILE = "models/efficientnet-lite0-57934424.pth"
 
 
-class _HFImageClassifier:
-    """Gives a transformers image classifier the same face as ours: logits(x) and features(x)."""
+def _wrap_hf_image_classifier(model):
+    """Give a transformers image classifier the same face as ours: forward(x) → logits, features(x)."""
+    import torch
 
-    def __new__(cls, model):
-        import torch
+    class Wrapped(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = model
 
-        class Wrapped(torch.nn.Module):
-            def __init__(self, inner):
-                super().__init__()
-                self.inner = inner
+        def forward(self, x):
+            return self.inner(pixel_values=x).logits
 
-            def forward(self, x):
-                return self.inner(pixel_values=x).logits
+        def features(self, x):
+            out = self.inner.base_model(pixel_values=x)
+            pooled = getattr(out, "pooler_output", None)
+            if pooled is None:
+                pooled = out.last_hidden_state.mean(dim=1)
+            return pooled.flatten(1)
 
-            def features(self, x):
-                out = self.inner.base_model(pixel_values=x)
-                pooled = getattr(out, "pooler_output", None)
-                if pooled is None:
-                    pooled = out.last_hidden_state.mean(dim=1)
-                return pooled.flatten(1)
-
-        return Wrapped(model)
+    return Wrapped()
 
 
 def load_image_classifier(source: Source, device: str, dtype, progress) -> ModelBundle:
@@ -224,7 +222,7 @@ def load_image_classifier(source: Source, device: str, dtype, progress) -> Model
         size = getattr(proc, "size", {}) or {}
         crop = getattr(proc, "crop_size", None) or {}
         side = size.get("shortest_edge") or size.get("height") or 224
-        model = _HFImageClassifier(hf)
+        model = _wrap_hf_image_classifier(hf)
         labels = [hf.config.id2label[i] for i in range(len(hf.config.id2label))]
         meta = {"labels": labels, "resize": int(side), "crop": int(crop.get("height", side)),
                 "mean": list(getattr(proc, "image_mean", [0.5] * 3)), "std": list(getattr(proc, "image_std", [0.5] * 3))}

@@ -363,7 +363,7 @@ class Registry:
 
     def warmup(self, name: str, progress: Progress | None = None) -> float:
         """Load the slot and run one tiny inference so the first real call is not the slow one."""
-        bundle = self.get(name, progress)
+        self.get(name, progress)
         spec = self.spec(name)
         started = time.perf_counter()
         if spec.warmup is not None:

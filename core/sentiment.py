@@ -32,7 +32,6 @@ MAX_CHARS = 5000  # a single text is cut here (with a notice) before anything el
 VERSION = 1  # bump when training changes, so stored models count as stale
 DEFAULT_MODE = "finetune"
 SLOT = "sentiment"
-Progress = "Callable[[str, float | None], None]"
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -209,7 +208,7 @@ def _fit_frozen(net, tokenizer, texts, y, say) -> None:
     net.eval()
     feats = []
     with torch.inference_mode():
-        for n, part in enumerate(_batches(len(texts), 128)):
+        for part in _batches(len(texts), 128):
             enc = tokenizer(texts[part], padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
             feats.append(net.pooled(enc["input_ids"], enc["attention_mask"]))
             say(f"Encoding tweets: {part.stop:,}/{len(texts):,}", 0.8 * part.stop / len(texts))
@@ -275,7 +274,6 @@ def _save(net, tokenizer, meta: dict) -> None:
 
 def load_slot(source, device: str, dtype, progress):
     """Registry loader: our stored model (trained first when missing or stale), or an override."""
-    import torch
     from transformers import AutoModel, AutoTokenizer
 
     from core.registry import ModelBundle
@@ -335,7 +333,6 @@ def _probabilities(net, tokenizer, texts: list[str], device: str, batch_size: in
 
     order = np.argsort([len(t) for t in texts])
     out = np.zeros((len(texts), len(LABELS)), dtype=np.float32)
-    dtype = next(net.parameters()).dtype
     with torch.inference_mode():
         for part in _batches(len(texts), batch_size):
             idx = order[part]
@@ -402,7 +399,7 @@ def score_table(frame: pd.DataFrame, column: str, progress=None, chunk: int = 25
         out[f"p_{label}"] = np.nan
     out["sentiment"] = "(empty)"
     todo = np.flatnonzero(filled.to_numpy())
-    for n, part in enumerate(_batches(len(todo), chunk)):
+    for part in _batches(len(todo), chunk):
         idx = todo[part]
         probs = predict(texts.iloc[idx].tolist())
         for j, label in enumerate(LABELS):

@@ -63,11 +63,13 @@ def read_image(data: bytes, name: str = "image") -> Picture:
     except ImageInputError:
         raise
     except UnidentifiedImageError:
-        raise ImageInputError(f"{name} is not an image we can read. Upload a JPEG, PNG, GIF, WebP or BMP file.")
+        raise ImageInputError(
+            f"{name} is not an image we can read. Upload a JPEG, PNG, GIF, WebP or BMP file.") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageInputError(f"{name} is too large to decode safely. Resize it below {MAX_PIXELS / 1e6:.0f} MP.")
+        raise ImageInputError(
+            f"{name} is too large to decode safely. Resize it below {MAX_PIXELS / 1e6:.0f} MP.") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageInputError(f"{name} is damaged or truncated ({exc}). Re-export or re-download it.")
+        raise ImageInputError(f"{name} is damaged or truncated ({exc}). Re-export or re-download it.") from exc
     return Picture(name, _to_rgb(img, notes), notes)
 
 
@@ -270,7 +272,7 @@ def load_custom(name: str) -> CustomClassifier:
         if model.weight.shape[0] != len(classes) or model.bias.shape != (len(classes),):
             raise ValueError("weights do not match the class list")
     except FileNotFoundError:
-        raise ValueError(f"No saved custom model named '{name}'.")
+        raise ValueError(f"No saved custom model named '{name}'.") from None
     except Exception as exc:
-        raise ValueError(f"The saved model '{name}' is damaged ({exc}). Train and save it again.")
+        raise ValueError(f"The saved model '{name}' is damaged ({exc}). Train and save it again.") from exc
     return model

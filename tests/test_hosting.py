@@ -10,7 +10,7 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import access, store
+from core import access
 
 
 def test_password_hashes_verify_and_plain_passwords_work_too():

@@ -88,3 +88,25 @@ def test_image_classifier_recognises_a_sample_photo(name, expected):
     with torch.inference_mode():
         top = bundle.model(x[None]).argmax(-1).item()
     assert bundle.meta["labels"][top] == expected
+
+
+def test_image_classifier_override_from_a_local_transformers_folder(monkeypatch, tmp_path):
+    """A user's own image model: a tiny ViT the test builds and saves, loaded through the same slot."""
+    from PIL import Image
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    from core import vision
+
+    config_ = ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
+                        image_size=32, patch_size=8, num_labels=2, id2label={0: "cat", 1: "cup"},
+                        label2id={"cat": 0, "cup": 1})
+    torch.manual_seed(0)
+    ViTForImageClassification(config_).save_pretrained(tmp_path)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path)
+    monkeypatch.setenv("LAUNCHPAD_IMAGE_CLASSIFIER", str(tmp_path))
+    fresh = Registry(SLOTS)
+    monkeypatch.setattr(vision, "registry", fresh)
+    (top,) = vision.classify([Image.new("RGB", (50, 40), (200, 30, 30))], k=2)
+    assert {label for label, _ in top} == {"cat", "cup"} and abs(sum(p for _, p in top) - 1) < 1e-5
+    assert vision.features([Image.new("RGB", (8, 8))]).shape == (1, 32)
+    assert "override" in fresh.stats("image_classifier")["source"]
