@@ -139,10 +139,25 @@ def test_copy_studio_writes_variants(server, page):
     shot(page, "copy_studio")
 
 
-def test_support_desk_renders(server, page):
+def test_support_desk_closes_a_ticket(server, page):
+    from core import store  # the server shares this test run's database (LAUNCHPAD_DB)
+
+    ticket = store.create_ticket("Browser test: where is my refund?",
+                                 [{"role": "user", "content": "Browser test: where is my refund?"}], "Kim")
     page.goto(server + "/support_desk")
     settle(page, "Answer feedback")
+    page.get_by_text(f"#{ticket} · open").click()
     shot(page, "support_desk")
+    page.get_by_role("button", name="Mark closed").first.click()
+    settle(page, "Answer feedback")
+    assert all(t["id"] != ticket for t in store.tickets("open"))
+
+
+def test_models_page_warms_up_a_slot(server, page):
+    page.goto(server + "/models")
+    settle(page, "Resident weights")
+    page.get_by_role("button", name="Warm up").nth(2).click()  # the image classifier
+    settle(page, "warmed up")
 
 
 def test_twenty_simultaneous_sessions_stay_separate_and_share_one_copy_of_each_model(server, page):
