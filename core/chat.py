@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from core import config, files
-from core.models import embed, registry
+from core.models import BackgroundRun, embed, registry
 
 MAX_MESSAGE_CHARS = 1000
 MAX_ENTRIES = 5000
@@ -186,8 +186,9 @@ class KnowledgeBase:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def search(self, query: str, k: int = 3) -> list[Hit]:
-        q = embed([query])[0]
+    def search(self, query: str, k: int = 3, vector: np.ndarray | None = None) -> list[Hit]:
+        """The k best entries; pass `vector` (the query's embedding) when it is already computed."""
+        q = embed([query])[0] if vector is None else vector
         scores = (self.vectors @ q).max(axis=0)  # vectors: (2, n, d) → best of question, question+answer
         top = np.argsort(-scores)[:k]
         return [Hit(int(i), self.entries.question.iat[i], self.entries.answer.iat[i], float(scores[i])) for i in top]
@@ -228,14 +229,14 @@ def uploaded_kb(data: bytes, name: str) -> tuple[KnowledgeBase, list[str]]:
 _INTENT_INDEX: tuple[np.ndarray, np.ndarray] | None = None
 
 
-def tag_intent(text: str, k: int = 5) -> tuple[str, float]:
+def tag_intent(text: str, k: int = 5, vector: np.ndarray | None = None) -> tuple[str, float]:
     """(intent, share of the k nearest labelled examples' similarity that voted for it)."""
     global _INTENT_INDEX
     if _INTENT_INDEX is None:
         examples = pd.read_csv(config.DATA_DIR / "intents.csv")
         _INTENT_INDEX = (embed(examples.example.tolist()), examples.intent.to_numpy())
     vectors, labels = _INTENT_INDEX
-    sims = vectors @ embed([text])[0]
+    sims = vectors @ (embed([text])[0] if vector is None else vector)
     top = np.argsort(-sims)[:k]
     votes: dict[str, float] = {}
     for i in top:
@@ -266,14 +267,15 @@ def plan_reply(kb: KnowledgeBase, history: list[dict], message: str, passages: i
     if not text:
         return Plan("empty", "")
     product = kb.name
-    intent, _ = tag_intent(text)
+    vector = embed([text])[0]  # one embedding serves the intent and the search
+    intent, _ = tag_intent(text, vector=vector)
     if is_injection(text):
         return Plan("refuse", text, intent, notice=notice, text=REFUSAL.format(product=product))
     if GREETING_RE.match(text):
         return Plan("smalltalk", text, intent, notice=notice, text=GREETING.format(product=product))
     if THANKS_RE.match(text):
         return Plan("smalltalk", text, intent, notice=notice, text=THANKS)
-    hits = kb.search(text, k=passages)
+    hits = kb.search(text, k=passages, vector=vector)
     previous = [m["content"] for m in history if m["role"] == "user"][-1:]
     if previous and is_follow_up(text) and (not hits or hits[0].score < threshold):  # "and what does it cost?"
         follow = kb.search(f"{previous[0]} {text}", k=passages)
@@ -413,7 +415,6 @@ class AnswerStream:
             ids = ids[:, -budget:]
         streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300)
         stop = threading.Event()
-        failure: list[BaseException] = []
 
         class Stop(StoppingCriteria):
             def __call__(self, input_ids, scores, **kwargs):
@@ -429,27 +430,18 @@ class AnswerStream:
                                  repetition_penalty=1.1, pad_token_id=tokenizer.pad_token_id,
                                  stopping_criteria=StoppingCriteriaList([Stop()]), **sampling)
 
-        def work():
-            try:
-                registry.run("chat_lm", generate)
-            except BaseException as exc:  # re-raised in the reader below
-                failure.append(exc)
-                streamer.end()
-
         started = time.perf_counter()
-        worker = threading.Thread(target=work, daemon=True)
-        worker.start()
+        run = BackgroundRun("chat_lm", generate, unblock=streamer.end)
         try:
             for chunk in streamer:
                 if self.first_token_s is None:
                     self.first_token_s = time.perf_counter() - started
                 self.raw += chunk
                 yield chunk
-            if failure:
-                raise failure[0]
+            run.finish()  # re-raises a failed generation
         finally:
             stop.set()  # the reader went away (new question, page closed) or finished: stop generating
-            worker.join(timeout=10)
+            run.join()
 
 
 def _shingles(text: str, n: int = 6) -> set[tuple[str, ...]]:

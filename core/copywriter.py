@@ -6,13 +6,12 @@ batches reports every variant's text as tokens arrive and marks each one done wh
 from __future__ import annotations
 
 import queue
-import threading
 import time
 from dataclasses import dataclass
 from typing import Iterator
 
 from core.chat import clean_message
-from core.models import registry
+from core.models import BackgroundRun, registry
 
 TONES = ("Friendly", "Professional", "Playful", "Bold", "Luxurious", "Technical")
 LENGTHS = {"Tagline": (12, "a single catchy tagline of at most 12 words"),
@@ -102,7 +101,6 @@ def generate_variants(description: str, tone: str = "Friendly", length: str = "S
     eos = bundle.model.generation_config.eos_token_id
     eos_ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
     streamer = _BatchStreamer(tokenizer, n, eos_ids)
-    failure: list[BaseException] = []
 
     def generate(b):
         if seed is not None:
@@ -112,15 +110,7 @@ def generate_variants(description: str, tone: str = "Friendly", length: str = "S
                              num_return_sequences=n, max_new_tokens=int(LENGTHS[length][0] * 1.5), repetition_penalty=1.15,
                              pad_token_id=tokenizer.pad_token_id, streamer=streamer)
 
-    def work():
-        try:
-            registry.run("chat_lm", generate)
-        except BaseException as exc:
-            failure.append(exc)
-            streamer.end()
-
-    worker = threading.Thread(target=work, daemon=True)
-    worker.start()
+    run = BackgroundRun("chat_lm", generate, unblock=streamer.end)
     variants = [Variant() for _ in range(n)]
     last = 0.0
     while True:
@@ -134,9 +124,7 @@ def generate_variants(description: str, tone: str = "Friendly", length: str = "S
         if done or time.perf_counter() - last > 0.05:
             last = time.perf_counter()
             yield [Variant(v.text.strip(), v.done, v.tokens) for v in variants]
-    worker.join(timeout=10)
-    if failure:
-        raise failure[0]
+    run.finish()
     yield [Variant(tidy(v.text, length), True, v.tokens) for v in variants]
 
 

@@ -50,6 +50,34 @@ def import_transformers():
         return transformers
 
 
+class BackgroundRun:
+    """Runs registry.run(slot, fn) in a worker thread, for streaming: the caller reads the streamer
+    while the model generates. If fn fails, `unblock()` is called so the reader stops waiting, and
+    `finish()` re-raises the failure in the caller's thread."""
+
+    def __init__(self, slot: str, fn, unblock):
+        self.failure: BaseException | None = None
+
+        def work():
+            try:
+                registry.run(slot, fn)
+            except BaseException as exc:  # re-raised by finish()
+                self.failure = exc
+                unblock()
+
+        self._worker = threading.Thread(target=work, daemon=True)
+        self._worker.start()
+
+    def join(self, timeout: float = 10) -> None:
+        self._worker.join(timeout=timeout)
+
+    def finish(self, timeout: float = 10) -> None:
+        """Wait for the worker, then re-raise its failure, if any."""
+        self.join(timeout)
+        if self.failure is not None:
+            raise self.failure
+
+
 def _hf_kwargs() -> dict:
     return {"local_files_only": True} if os.environ.get("HF_HUB_OFFLINE") == "1" else {}
 
@@ -149,6 +177,12 @@ def load_embedder(source: Source, device: str, dtype, progress) -> ModelBundle:
     return ModelBundle(model, tokenizer, meta, device, str(dtype).removeprefix("torch."))
 
 
+def mean_pool(hidden, attention_mask):
+    """The average of the token vectors, padding left out (sentence-transformers' mean pooling)."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+
 def encode(bundle: ModelBundle, texts: list[str], batch_size: int = 64):
     """L2-normalised sentence embeddings (numpy float32, one row per text)."""
     import numpy as np
@@ -160,11 +194,7 @@ def encode(bundle: ModelBundle, texts: list[str], batch_size: int = 64):
                                  max_length=bundle.meta["max_length"], return_tensors="pt").to(bundle.device)
         with torch.inference_mode():
             hidden = bundle.model(**batch).last_hidden_state
-        if bundle.meta["pooling"] == "cls":
-            pooled = hidden[:, 0]
-        else:
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        pooled = hidden[:, 0] if bundle.meta["pooling"] == "cls" else mean_pool(hidden, batch["attention_mask"])
         rows.append(torch.nn.functional.normalize(pooled.float(), dim=-1).cpu().numpy())
     return np.concatenate(rows) if rows else np.zeros((0, bundle.meta["dim"]), dtype=np.float32)
 

@@ -234,8 +234,9 @@ class Registry:
             src = self.source(name)
         except SlotError:
             return self.spec(name).model
-        return Path(src.location).name if src.origin == "override" and src.kind != "hub" else (
-            src.location if src.origin == "override" else self.spec(name).model)
+        if src.origin != "override":
+            return self.spec(name).model
+        return src.location if src.kind == "hub" else Path(src.location).name
 
     def licence(self, name: str) -> str:
         """The licence line a page shows: the default's, or a pointer to the override's model card."""

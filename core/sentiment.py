@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from core import config, store
-from core.models import registry
+from core.models import mean_pool, registry
 
 LABELS = ("negative", "neutral", "positive")
 AIRLINES = r"@(?:united|americanair|virginamerica|southwestair|jetblue|usairways)"
@@ -77,8 +77,7 @@ def _net(encoder, num_labels: int = 3):
 
         def pooled(self, input_ids, attention_mask):
             hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return mean_pool(hidden, attention_mask)
 
         def forward(self, input_ids, attention_mask):
             return self.head(self.pooled(input_ids, attention_mask))
@@ -363,14 +362,15 @@ def check_text(text: str | None) -> tuple[str, str]:
     return text, ""
 
 
-def explain(text: str, max_words: int = 60) -> tuple[str, list[tuple[str, float]]]:
-    """(predicted label, [(word, weight)]): occlusion, each word's weight is how much the predicted
-    label's probability drops when that word is left out (negative: the word argued against it)."""
+def explain(text: str, max_words: int = 60) -> tuple[str, list[tuple[str, float]], np.ndarray]:
+    """(predicted label, [(word, weight)], probabilities): occlusion, each word's weight is how much the
+    predicted label's probability drops when that word is left out (negative: it argued against it).
+    The label and probabilities are for the words explained (the model reads about that many anyway)."""
     words = text.split()[:max_words]
     variants = [" ".join(words[:i] + words[i + 1:]) or "." for i in range(len(words))]
     probs = predict([" ".join(words)] + variants)
     label = int(probs[0].argmax())
-    return LABELS[label], [(w, float(probs[0, label] - p[label])) for w, p in zip(words, probs[1:])]
+    return LABELS[label], [(w, float(probs[0, label] - p[label])) for w, p in zip(words, probs[1:])], probs[0]
 
 
 def text_columns(frame: pd.DataFrame) -> list[str]:

@@ -51,9 +51,9 @@ with single:
     if st.button("Analyse", type="primary", key="analyse") and allow_heavy_call():
         try:
             state_text, notice = sentiment.check_text(text)
-            label, words = sentiment.explain(state_text)
+            label, words, probs = sentiment.explain(state_text)
             st.session_state.sentiment_result = {"text": state_text, "notice": notice, "label": label,
-                                                 "words": words, "probs": sentiment.predict([state_text])[0].tolist()}
+                                                 "words": words, "probs": probs.tolist()}
         except ValueError as exc:
             st.session_state.pop("sentiment_result", None)
             st.warning(str(exc), icon=":material/edit_note:")

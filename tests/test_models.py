@@ -110,3 +110,17 @@ def test_image_classifier_override_from_a_local_transformers_folder(monkeypatch,
     assert {label for label, _ in top} == {"cat", "cup"} and abs(sum(p for _, p in top) - 1) < 1e-5
     assert vision.features([Image.new("RGB", (8, 8))]).shape == (1, 32)
     assert "override" in fresh.stats("image_classifier")["source"]
+
+
+def test_a_failure_in_a_background_run_reaches_the_reader(monkeypatch):
+    import threading
+
+    from core import models
+    from core.models import BackgroundRun
+
+    monkeypatch.setattr(models, "registry", Registry(SLOTS))  # keep the failure out of the shared stats
+    unblocked = threading.Event()
+    run = BackgroundRun("image_classifier", lambda bundle: 1 / 0, unblock=unblocked.set)
+    assert unblocked.wait(60)  # the reader waiting on a streamer is released
+    with pytest.raises(ZeroDivisionError):
+        run.finish()

@@ -83,8 +83,8 @@ def test_batched_predictions_equal_single_ones(trained):
 
 
 def test_occlusion_finds_the_word_that_carries_the_sentiment(trained):
-    label, words = sentiment.explain("@united the service was terrible today")
-    assert label == "negative"
+    label, words, probs = sentiment.explain("@united the service was terrible today")
+    assert label == "negative" and sentiment.LABELS[int(probs.argmax())] == label
     assert max(words, key=lambda w: w[1])[0] == "terrible"
 
 
