@@ -26,4 +26,7 @@ DEMOS: list[Demo] = [
     Demo("Image classifier", ":material/image_search:", "pages/image_classifier.py",
          "Recognise 1,000 kinds of objects in a photo, or teach it your own classes from a handful of "
          "examples, like a teachable machine.", ("image_classifier",)),
+    Demo("Credit-risk scoring", ":material/account_balance:", "pages/credit_risk.py",
+         "Score loan applicants with calibrated models, explain each decision with reason codes, set the "
+         "approval policy, and check it is fair across groups.", ("credit_risk",)),
 ]

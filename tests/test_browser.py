@@ -260,3 +260,15 @@ def test_sentiment_explains_a_text(server, page):
     settle(page, "Why")
     assert "positive" in page.inner_text("body")
     shot(page, "sentiment")
+
+
+def test_credit_risk_scores_an_applicant_with_a_waterfall(server, page):
+    page.goto(server + "/credit_risk")
+    settle(page, "Calibration (tenths of held-out applicants)")
+    page.get_by_role("tab", name="One applicant").click()
+    page.get_by_role("button", name="Score this applicant").click()
+    settle(page, "How the score was reached")
+    body = page.inner_text("body")
+    assert "Probability of default" in body and "points" in body
+    assert page.locator(".waterfalllayer .point").count() >= 3  # Plotly drew the waterfall: base, features, score
+    shot(page, "credit_risk")

