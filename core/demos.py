@@ -29,4 +29,7 @@ DEMOS: list[Demo] = [
     Demo("Credit-risk scoring", ":material/account_balance:", "pages/credit_risk.py",
          "Score loan applicants with calibrated models, explain each decision with reason codes, set the "
          "approval policy, and check it is fair across groups.", ("credit_risk",)),
+    Demo("Movie recommender", ":material/movie:", "pages/recommender.py",
+         "Recommendations from real ratings, each explained by a movie you liked; new visitors pick a few "
+         "favourites and get suggestions at once.", ("recommender", "embedder")),
 ]

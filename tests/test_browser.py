@@ -69,9 +69,9 @@ def page(browser):
     assert not errors, errors
 
 
-def settle(pg, text: str, timeout: float = 120) -> None:
+def settle(pg, text: str, timeout: float = 120, state: str = "visible") -> None:
     """Wait until `text` is on the page and Streamlit has finished running the script."""
-    pg.get_by_text(text).first.wait_for(timeout=timeout * 1000)
+    pg.get_by_text(text).first.wait_for(timeout=timeout * 1000, state=state)
     deadline = time.time() + timeout
     while pg.locator("[data-testid='stStatusWidget']").count() and time.time() < deadline:
         time.sleep(0.2)
@@ -272,3 +272,15 @@ def test_credit_risk_scores_an_applicant_with_a_waterfall(server, page):
     assert "Probability of default" in body and "points" in body
     assert page.locator(".waterfalllayer .point").count() >= 3  # Plotly drew the waterfall: base, features, score
     shot(page, "credit_risk")
+
+
+def test_recommender_folds_in_a_new_visitor(server, page):
+    page.goto(server + "/recommender")
+    settle(page, "Pick a few movies you like", timeout=300)  # a fresh store trains the recommender first
+    page.locator("[data-testid='stMultiSelect'] input").first.click()
+    page.keyboard.type("Toy Story (1995)")
+    page.get_by_role("option", name="Toy Story (1995)").first.click()
+    page.keyboard.press("Escape")
+    page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=60_000)
+    settle(page, "Because you liked", state="attached")  # a header the grid keeps for screen readers
+    shot(page, "recommender")

@@ -1,0 +1,146 @@
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from core import files, recommender
+from core.models import registry
+from pages.common import allow_heavy_call, app_shell, ensure_model, model_credits
+
+app_shell()
+SAMPLE, OWN = "Sample: MovieLens, 100,004 ratings", "Your own interactions (CSV)"
+ALL_GENRES = "All genres"
+COLUMNS = {"title": st.column_config.TextColumn("Title", width="large"),
+           "genres": st.column_config.TextColumn("Genres"),
+           "ratings": st.column_config.NumberColumn("Ratings", help="Ratings in the training data"),
+           "because you liked": st.column_config.TextColumn("Because you liked"),
+           "score": None, "item": None}
+
+
+def read_upload(upload, what: str) -> pd.DataFrame | None:
+    try:
+        frame, notices = files.read_csv(upload.getvalue(), upload.name)
+    except files.UploadError as exc:
+        st.error(f"{what}: {exc}", icon=":material/error:")
+        return None
+    for notice in notices:
+        st.info(f"{what}: {notice}")
+    return frame
+
+
+def train_own() -> None:
+    left, right = st.columns(2)
+    ratings_file = left.file_uploader("Interactions: user, item, rating (optional), timestamp (optional)",
+                                      type=["csv", "txt"], key="rec_ratings_upload")
+    items_file = right.file_uploader("Item metadata (optional): item, title, genres", type=["csv", "txt"],
+                                     key="rec_items_upload")
+    if ratings_file is None:
+        return
+    raw = read_upload(ratings_file, "Interactions")
+    raw_items = read_upload(items_file, "Item metadata") if items_file is not None else None
+    if raw is None or (items_file is not None and raw_items is None):
+        return
+    try:
+        ratings, notices = recommender.clean_interactions(raw)
+        items, item_notices = recommender.clean_items(raw_items, ratings)
+    except recommender.DataError as exc:
+        st.error(str(exc), icon=":material/error:")
+        return
+    for notice in notices + item_notices:
+        st.info(notice)
+    st.caption(f"{len(ratings):,} interactions, {ratings.user.nunique():,} users, {ratings['item'].nunique():,} items.")
+    if st.button("Train on this data", type="primary", key="rec_train") and allow_heavy_call():
+        if not ensure_model("embedder"):
+            return
+        with st.status("Training…") as box:
+            bar = st.progress(0.0)
+
+            def report(message, fraction=None):
+                box.update(label=message)
+                if fraction is not None:
+                    bar.progress(min(float(fraction), 1.0))
+
+            model = recommender.train(ratings, items, report)
+            box.update(label=f"Trained in {model.meta['train_seconds']:.0f} s", state="complete", expanded=False)
+        st.session_state.rec_own = model
+
+
+def show(table: pd.DataFrame, key: str) -> None:
+    if table.empty:
+        st.info("Nothing to recommend with these filters: try another genre.")
+        return
+    table = table.copy()
+    table.insert(0, "#", range(1, len(table) + 1))
+    st.dataframe(table, hide_index=True, column_config=COLUMNS, key=key)
+
+
+def evaluation(model: recommender.Recommender) -> None:
+    if not model.metrics:
+        st.info("This model was loaded without its evaluation.")
+        return
+    meta = model.meta
+    st.caption(f"Each user's latest {recommender.HOLDOUT:.0%} of ratings (by timestamp) held out: "
+               f"{meta['test_ratings']:,} ratings; trained on the other {meta['train_ratings']:,}. Every held-out "
+               "movie counts as relevant; movies a user rated in training are never recommended to them.")
+    table = pd.DataFrame(model.metrics).T.drop(columns="users")
+    table.index = [recommender.MODELS[k] for k in table.index]
+    st.dataframe(table, column_config={c: st.column_config.NumberColumn(format="%.3f") for c in table.columns})
+    long = table.drop(columns="coverage").reset_index(names="model").melt("model", var_name="metric")
+    fig = px.bar(long, x="metric", y="value", color="model", barmode="group")
+    fig.update_layout(xaxis_title="Metric (top 10, averaged over users)", yaxis_title="Value", height=380,
+                      legend=dict(orientation="h", y=-0.2))
+    st.plotly_chart(fig, width="stretch", key="rec_eval_chart")
+    st.caption(recommender.hit_rate_note(model.metrics) + f" Trained in {meta['train_seconds']:.0f} s.")
+
+
+st.title("🎬 Movie recommender")
+st.caption("Recommendations from models we train here on real ratings, each with the movie it follows from; "
+           "new visitors pick a few favourites and get recommendations at once, without retraining.")
+model_credits("recommender", "embedder", data=recommender.MOVIELENS)
+
+choice = st.segmented_control("Data", [SAMPLE, OWN], default=SAMPLE, key="rec_data")
+if choice == OWN:
+    train_own()
+    model = st.session_state.get("rec_own")
+    if model is None:
+        st.info("Upload interactions (and, if you have it, item metadata), then train.")
+        st.stop()
+else:
+    if not ensure_model("recommender"):
+        st.stop()
+    model = registry.get("recommender").model
+
+left, right = st.columns([3, 1])
+which = left.radio("Model", list(recommender.MODELS), format_func=recommender.MODELS.get, horizontal=True,
+                   key="rec_model")
+genre = right.selectbox("Genre", [ALL_GENRES] + model.genres, key="rec_genre")
+genre = None if genre == ALL_GENRES else genre
+
+visitor, known, evaluate_tab, search = st.tabs(["New visitor", "Existing user", "Evaluation", "Search titles"])
+with visitor:
+    popular = model.items.sort_values("ratings", ascending=False)["item"].tolist()
+    titles = dict(zip(model.items["item"], model.items.title))
+    picked = st.multiselect("Pick a few movies you like (type to search)", popular, format_func=titles.get,
+                            key="rec_liked", max_selections=20, placeholder="Toy Story, The Matrix, …")
+    if not picked:
+        st.info("Pick at least one movie: recommendations appear as soon as you do.")
+    else:
+        show(model.recommend(which, liked=picked, genre=genre), "rec_visitor_table")
+with known:
+    user = st.selectbox("User", model.users, key="rec_user",
+                        format_func=lambda u: f"User {u} ({len(model.history.get(u, []))} ratings in training)")
+    liked = model.items.title.iloc[model.liked.get(user, [])[:8]].tolist()
+    st.caption("Liked in training: " + ("; ".join(liked) if liked else "nothing rated 4 or above"))
+    show(model.recommend(which, user=user, genre=genre), "rec_user_table")
+with evaluate_tab:
+    evaluation(model)
+with search:
+    query = st.text_input("Title contains", key="rec_search", max_chars=200, placeholder="star wars")
+    found = model.search(query)
+    if found.empty:
+        st.info(f"No title contains '{query}'.")
+    else:
+        item = st.selectbox("Movies like", found["item"].tolist(), format_func=titles.get, key="rec_similar_to")
+        similar = model.similar(item)
+        st.caption(f"By {'content (title and genres): it has fewer than 5 ratings' if similar.by[0] == 'content' else 'who rated them together (cosine)'}.")
+        st.dataframe(similar.drop(columns=["by"]), hide_index=True, column_config={**COLUMNS, "similarity":
+                     st.column_config.ProgressColumn("Similarity", min_value=0, max_value=1, format="%.2f")})
