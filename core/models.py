@@ -205,9 +205,12 @@ def encode(bundle: ModelBundle, texts: list[str], batch_size: int = 64):
     return out
 
 
+EMBED_BATCH = 32  # concurrent small requests from different sessions are coalesced up to this many texts
+
+
 def embed(texts: list[str]):
-    """Embed texts with the registry's embedder slot (timed in its stats)."""
-    return registry.run("embedder", encode, list(texts))
+    """Embed texts with the registry's embedder slot (micro-batched with other sessions, timed in its stats)."""
+    return registry.batched("embedder", encode, list(texts), max_batch=EMBED_BATCH)
 
 
 # --- image classifier -------------------------------------------------------------------------

@@ -8,7 +8,8 @@ One `Registry` per process (see `core.models.registry`), shared by every browser
   then CPU, half precision on GPUs where the slot allows it; a slot can be forced to a device;
 * falls back to CPU when CUDA runs out of memory while loading or running, and records why;
 * keeps resident weights under a memory budget by evicting the least recently used idle slot;
-* keeps per-slot stats (state, device, dtype, size, load time, calls, latency p50/p95, errors);
+* keeps per-slot stats (state, device, dtype, size, load time, calls, latency p50/p95, batch size, errors);
+* coalesces concurrent small requests from different sessions into one batched call (`batched`);
 * turns every failure into a `SlotError` that names the slot, the source it tried and the fix,
   without touching any other slot.
 
@@ -17,6 +18,8 @@ One `Registry` per process (see `core.models.registry`), shared by every browser
 from __future__ import annotations
 
 import gc
+import os
+import queue
 import re
 import threading
 import time
@@ -117,7 +120,9 @@ class _Entry:
     fallback: str = ""
     last_error: str = ""
     failed_at: float = 0.0
-    latencies: deque = field(default_factory=lambda: deque(maxlen=1000))
+    latencies: deque = field(default_factory=lambda: deque(maxlen=1000))  # per request, seconds
+    batch_sizes: deque = field(default_factory=lambda: deque(maxlen=1000))  # requests per model call
+    warmup_seconds: float | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -143,6 +148,24 @@ def pick_device(forced: str | None = None) -> tuple[str, str]:
     if has_mps:
         return "mps", ""
     return "cpu", ""
+
+
+_THREADS_SET = False
+
+
+def configure_threads() -> int:
+    """torch's CPU threads, once per process: one per core up to 8 (LAUNCHPAD_TORCH_THREADS overrides).
+    Beyond about 8, small models gain little and many sessions contend for the same cores; with
+    micro-batching one worker per slot does the work, so intra-op threads are what count."""
+    global _THREADS_SET
+    import torch
+
+    if not _THREADS_SET:
+        wanted = config.setting("torch_threads")
+        threads = int(wanted) if wanted and wanted.isdigit() else max(1, min(os.cpu_count() or 1, 8))
+        torch.set_num_threads(threads)
+        _THREADS_SET = True
+    return torch.get_num_threads()
 
 
 def pick_dtype(device: str, half_precision: bool):
@@ -196,6 +219,8 @@ class Registry:
         self._entries = {s.name: _Entry() for s in specs}
         self._lock = threading.Lock()  # guards eviction and in_use counts
         self._budget_mb = memory_budget_mb
+        self._batchers: dict[tuple, _Batcher] = {}
+        self.batching = (config.setting("batching") or "on").lower() not in ("off", "0", "false", "no")
 
     # what there is
     def slots(self) -> list[str]:
@@ -304,10 +329,11 @@ class Registry:
         if note and note != "forced" and note != "forced to CPU":
             entry.fallback = note
         dtype = pick_dtype(device, spec.half_precision)
+        configure_threads()
         report(f"Loading {spec.title} on {device}")
         try:
             try:
-                return spec.loader(source, device, dtype, report)
+                bundle = spec.loader(source, device, dtype, report)
             except Exception as exc:
                 if not _is_oom(exc, device):
                     raise
@@ -316,7 +342,13 @@ class Registry:
                 report(f"{device} is out of memory: loading {spec.title} on CPU instead")
                 import torch
 
-                return spec.loader(source, "cpu", torch.float32, report)
+                bundle = spec.loader(source, "cpu", torch.float32, report)
+            if spec.warmup is not None:  # the first real request should not pay for lazy initialisation
+                report(f"Warming up {spec.title}")
+                started = time.perf_counter()
+                spec.warmup(bundle)
+                entry.warmup_seconds = time.perf_counter() - started
+            return bundle
         except SlotError:
             raise
         except Exception as exc:
@@ -326,6 +358,10 @@ class Registry:
     def run(self, name: str, fn: Callable[..., Any], *args, **kwargs) -> Any:
         """Call fn(bundle, *args, **kwargs), timing it for the stats. On a GPU out-of-memory the
         slot moves to CPU, the reason is recorded, and the call is retried there once."""
+        return self._run(name, fn, args, kwargs, requests=1)
+
+    def _run(self, name: str, fn: Callable[..., Any], args: tuple, kwargs: dict, requests: int) -> Any:
+        """run(); `requests` is how many callers this one model call serves (0: they time themselves)."""
         bundle = self.get(name)
         entry = self._entries[name]
         with self._lock:
@@ -344,11 +380,33 @@ class Registry:
             entry.last_error = f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            entry.latencies.append(time.perf_counter() - started)
+            if requests:  # a batcher records its callers' latencies and the batch size itself
+                entry.latencies.append(time.perf_counter() - started)
+                entry.calls += 1
+                entry.batch_sizes.append(1)
             with self._lock:
                 entry.in_use -= 1
-                entry.calls += 1
             entry.last_used = time.monotonic()
+
+    def batched(self, name: str, fn: Callable[..., Any], items: list, *args, max_batch: int = 32) -> list:
+        """fn(bundle, items, *args) -> one result per item, with concurrent calls from other sessions for
+        the same slot, fn and args coalesced into one model call of at most `max_batch` items. Each
+        caller gets exactly its own results, or its own exception: when a shared call fails, each
+        request in it is run again alone. A request of `max_batch` items or more, or any request with
+        batching off (LAUNCHPAD_BATCHING=off, or `registry.batching = False`), runs directly."""
+        items = list(items)
+        if not self.batching or len(items) >= max_batch:
+            return self.run(name, fn, items, *args)
+        key = (name, fn, args, max_batch)  # one batcher per slot, function and extra arguments
+        try:
+            hash(key)
+        except TypeError:  # unhashable arguments are told apart by identity
+            key = (name, fn, tuple(map(id, args)), max_batch)
+        batcher = self._batchers.get(key)
+        if batcher is None:
+            with self._lock:
+                batcher = self._batchers.setdefault(key, _Batcher(self, name, fn, args, max_batch))
+        return batcher.submit(items)
 
     def _move_to_cpu(self, name: str, reason: str) -> None:
         entry = self._entries[name]
@@ -415,6 +473,8 @@ class Registry:
             "calls": entry.calls,
             "p50_ms": _percentile(lat, 50) * 1000 if lat else None,
             "p95_ms": _percentile(lat, 95) * 1000 if lat else None,
+            "mean_batch": sum(entry.batch_sizes) / len(entry.batch_sizes) if entry.batch_sizes else None,
+            "warmup_seconds": entry.warmup_seconds,
             "last_error": str(entry.error) if entry.error else entry.last_error,
             "fallback": entry.fallback,
             "progress": entry.progress,
@@ -438,6 +498,88 @@ class Registry:
             rows.append({"slot": name, "source": where, "licence": self.licence(name),
                          "offline": "yes" if offline else "no"})
         return rows
+
+
+MAX_WAIT_S = 0.004  # the longest a request waits for others to join its batch
+
+
+class _Request:
+    __slots__ = ("items", "done", "result", "error", "started")
+
+    def __init__(self, items: list):
+        self.items, self.done, self.result, self.error = items, threading.Event(), None, None
+        self.started = time.perf_counter()
+
+
+class _Batcher:
+    """One worker thread per (slot, fn, args): it takes the oldest waiting request, adds whatever else
+    is queued (waiting up to MAX_WAIT_S for more only while the slot is busy, so a lone visitor never
+    waits), runs them as one call, and hands each caller its own slice of the results."""
+
+    def __init__(self, registry: Registry, name: str, fn, args: tuple, max_batch: int):
+        self.registry, self.name, self.fn, self.args, self.max_batch = registry, name, fn, args, max_batch
+        self.queue: queue.Queue[_Request] = queue.Queue()
+        self.busy = False  # the last call served more than one request: load is high, worth waiting
+        self.carry: _Request | None = None  # a request that did not fit the last batch goes first next time
+        threading.Thread(target=self._work, name=f"batcher-{name}", daemon=True).start()
+
+    def submit(self, items: list) -> list:
+        request = _Request(items)
+        self.queue.put(request)
+        request.done.wait()
+        entry = self.registry._entries[self.name]
+        entry.latencies.append(time.perf_counter() - request.started)
+        with self.registry._lock:
+            entry.calls += 1
+        if request.error is not None:
+            raise request.error
+        return request.result
+
+    def _collect(self) -> list[_Request]:
+        batch = [self.carry or self.queue.get()]
+        self.carry = None
+        size = len(batch[0].items)
+        deadline = time.perf_counter() + (MAX_WAIT_S if self.busy else 0.0)
+        while True:
+            try:
+                remaining = deadline - time.perf_counter()
+                request = self.queue.get(timeout=remaining) if remaining > 0 else self.queue.get_nowait()
+            except queue.Empty:
+                return batch
+            if size + len(request.items) > self.max_batch:
+                self.carry = request
+                return batch
+            batch.append(request)
+            size += len(request.items)
+            if size >= self.max_batch:
+                return batch
+
+    def _work(self) -> None:
+        while True:
+            batch = self._collect()
+            self.busy = len(batch) > 1
+            try:
+                items = [item for request in batch for item in request.items]
+                results = self.registry._run(self.name, self.fn, (items, *self.args), {}, requests=0)
+                if len(results) != len(items):
+                    raise RuntimeError(f"{self.name}: {len(results)} results for {len(items)} inputs")
+                start = 0
+                for request in batch:
+                    request.result = results[start:start + len(request.items)]
+                    start += len(request.items)
+            except BaseException as exc:
+                if len(batch) == 1:
+                    batch[0].error = exc
+                else:  # someone's input broke the shared call: run each alone, so only theirs fails
+                    for request in batch:
+                        try:
+                            request.result = self.registry._run(self.name, self.fn, (request.items, *self.args),
+                                                                {}, requests=0)
+                        except BaseException as alone:
+                            request.error = alone
+            self.registry._entries[self.name].batch_sizes.append(len(batch))
+            for request in batch:
+                request.done.set()
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:

@@ -346,7 +346,14 @@ def predict(texts: list[str]) -> np.ndarray:
     """Probabilities (n, 3) in LABELS order, through the registry's sentiment slot."""
     if not texts:
         return np.zeros((0, len(LABELS)), dtype=np.float32)
-    return registry.run(SLOT, lambda b: _probabilities(b.model, b.tokenizer, list(texts), b.device))
+    return registry.batched(SLOT, _predict_batch, list(texts), max_batch=PREDICT_BATCH)
+
+
+PREDICT_BATCH = 32  # concurrent small requests from different sessions are coalesced up to this many texts
+
+
+def _predict_batch(bundle, texts: list[str]) -> np.ndarray:
+    return _probabilities(bundle.model, bundle.tokenizer, texts, bundle.device)
 
 
 def check_text(text: str | None) -> tuple[str, str]:

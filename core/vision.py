@@ -152,11 +152,21 @@ def default_batch_size(device: str) -> int:
     return 4 if device == "cpu" else 32
 
 
+def _forward_rows(bundle, rows: list, want: str) -> np.ndarray:
+    import torch
+
+    return _forward(bundle, torch.stack(rows), want)
+
+
 def _batched(images: list[Image.Image], want: str, batch_size: int | None) -> np.ndarray:
+    """Preprocessed here, in the caller's thread (a bad image fails alone), then run in batches; a
+    request smaller than a batch is coalesced with other sessions' requests (registry.batched)."""
     bundle = registry.get(SLOT)
     batch_size = batch_size or default_batch_size(bundle.device)
-    outs = [registry.run(SLOT, _forward, preprocess(images[i:i + batch_size], bundle.meta), want)
-            for i in range(0, len(images), batch_size)]
+    outs = []
+    for i in range(0, len(images), batch_size):
+        x = preprocess(images[i:i + batch_size], bundle.meta)
+        outs.append(np.asarray(registry.batched(SLOT, _forward_rows, list(x), want, max_batch=batch_size)))
     return np.concatenate(outs)
 
 

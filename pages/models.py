@@ -13,23 +13,35 @@ st.caption("Every model slot in this process: shared by all visitors, loaded onc
            "when the memory budget is exceeded. Override any slot with a Hugging Face id or a local folder "
            "(see README, Configuration).")
 
+live = st.toggle("Live figures (refresh every 2 s)", value=True, key="models_live",
+                 help="Latency is per request, including any wait to join a batch; mean batch is how many "
+                      "requests each model call served (micro-batching across visitors).")
+
+
+@st.fragment(run_every=2 if live else None)
+def figures() -> None:
+    stats = registry.all_stats()
+    used = sum(s["bytes"] for s in stats)
+    budget = registry.memory_budget_bytes
+    st.progress(min(used / budget, 1.0),
+                text=f"Resident weights: {used / 2**20:,.0f} MB of a {budget / 2**20:,.0f} MB budget")
+    table = pd.DataFrame([{
+        "Slot": s["slot"], "State": s["state"], "Device": s["device"], "Dtype": s["dtype"],
+        "Params (M)": s["parameters"] / 1e6 if s["parameters"] else None,
+        "Memory (MB)": s["bytes"] / 2**20 if s["bytes"] else None,
+        "Load (s)": s["load_seconds"], "Loads": s["loads"], "Calls": s["calls"],
+        "p50 (ms)": s["p50_ms"], "p95 (ms)": s["p95_ms"], "Mean batch": s["mean_batch"],
+        "Note": s["fallback"] or s["progress"] or s["last_error"],
+    } for s in stats])
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        c: st.column_config.NumberColumn(format="%.1f")
+        for c in ("Params (M)", "Memory (MB)", "Load (s)", "p50 (ms)", "p95 (ms)", "Mean batch")})
+    st.caption("Batching: " + ("on: concurrent requests from different visitors share one model call"
+                               if registry.batching else "off (LAUNCHPAD_BATCHING=off)"))
+
+
+figures()
 stats = registry.all_stats()
-used = sum(s["bytes"] for s in stats)
-budget = registry.memory_budget_bytes
-st.progress(min(used / budget, 1.0), text=f"Resident weights: {used / 2**20:,.0f} MB of a {budget / 2**20:,.0f} MB budget")
-
-table = pd.DataFrame([{
-    "Slot": s["slot"], "State": s["state"], "Device": s["device"], "Dtype": s["dtype"],
-    "Params (M)": s["parameters"] / 1e6 if s["parameters"] else None,
-    "Memory (MB)": s["bytes"] / 2**20 if s["bytes"] else None,
-    "Load (s)": s["load_seconds"], "Loads": s["loads"], "Calls": s["calls"],
-    "p50 (ms)": s["p50_ms"], "p95 (ms)": s["p95_ms"],
-    "Note": s["fallback"] or s["progress"] or s["last_error"],
-} for s in stats])
-st.dataframe(table, hide_index=True, width="stretch", column_config={
-    c: st.column_config.NumberColumn(format="%.1f") for c in ("Params (M)", "Memory (MB)", "Load (s)", "p50 (ms)", "p95 (ms)")
-})
-
 for s in stats:
     with st.container(border=True):
         left, right = st.columns([3, 2])

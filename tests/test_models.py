@@ -124,3 +124,17 @@ def test_a_failure_in_a_background_run_reaches_the_reader(monkeypatch):
     assert unblocked.wait(60)  # the reader waiting on a streamer is released
     with pytest.raises(ZeroDivisionError):
         run.finish()
+
+
+def test_micro_batched_embeddings_equal_single_calls():
+    """The real embedder under 12 concurrent callers: coalesced results equal one-by-one results."""
+    import numpy as np
+
+    from core.models import embed
+    from concurrency import concurrently
+
+    texts = [f"How do I {verb} my invoice number {i}?" for i, verb in enumerate(["export", "delete", "pay"] * 4)]
+    alone = [embed([t])[0] for t in texts]
+    together = concurrently(lambda t: embed([t])[0], texts)
+    np.testing.assert_allclose(np.stack(together), np.stack(alone), atol=2e-5)
+    assert registry.stats("embedder")["mean_batch"] > 1

@@ -7,6 +7,8 @@ import time
 import pytest
 import torch
 
+from concurrency import concurrently
+
 from core import registry as reg
 from core.registry import ModelBundle, Registry, SlotError, SlotSpec, Source
 
@@ -256,9 +258,72 @@ def test_unknown_slot_is_a_key_error():
         Registry([make_slot("a")]).get("nope")
 
 
+SLOTS_NAMES = ["chat_lm", "embedder", "image_classifier", "sentiment", "credit_risk", "recommender"]
+
+
 def test_cli_prints_every_slot_with_source_licence_and_offline():
     out = subprocess.run([sys.executable, "-m", "core.registry"], capture_output=True, text=True, check=True).stdout
     header, _, *rows = out.strip().splitlines()
     assert header.split() == ["slot", "source", "licence", "offline"]
-    assert {r.split()[0] for r in rows} == {"chat_lm", "embedder", "image_classifier", "sentiment"}
+    assert {r.split()[0] for r in rows} == set(SLOTS_NAMES)
     assert all(r.rstrip().endswith("yes") for r in rows), out
+
+
+# --- micro-batching ----------------------------------------------------------------------------------
+
+def doubled(bundle, items, calls):
+    """A stand-in batched model: one call for the whole list; negative inputs break the call."""
+    calls.append(len(items))
+    time.sleep(0.02)  # long enough for other requests to queue up behind this one
+    if any(i < 0 for i in items):
+        raise ValueError(f"negative input in {items}")
+    return [2 * i for i in items]
+
+
+def test_concurrent_requests_are_coalesced_and_each_gets_its_own_results():
+    registry, calls = Registry([make_slot("a")]), []
+    inputs = [[i, 100 + i] for i in range(16)]
+    results = concurrently(lambda x: registry.batched("a", doubled, x, calls, max_batch=8), inputs)
+    assert results == [[2 * a, 2 * b] for a, b in inputs]  # exactly each caller's own, in its order
+    assert sum(calls) == 32 and max(calls) <= 8 and len(calls) < 16  # shared calls, none over the bound
+    stats = registry.stats("a")
+    assert stats["calls"] == 16 and stats["mean_batch"] > 1 and stats["p95_ms"] >= 20
+
+
+def test_one_bad_request_in_a_batch_fails_alone():
+    registry, calls = Registry([make_slot("a")]), []
+    inputs = [[i] for i in range(12)]
+    inputs[5] = [-1]
+    results = concurrently(lambda x: registry.batched("a", doubled, x, calls, max_batch=16), inputs)
+    assert isinstance(results[5], ValueError) and "negative" in str(results[5])
+    assert [r for i, r in enumerate(results) if i != 5] == [[2 * i] for i in range(12) if i != 5]
+
+
+def test_batching_off_and_large_requests_run_directly():
+    registry, calls = Registry([make_slot("a")]), []
+    registry.batching = False
+    assert concurrently(lambda x: registry.batched("a", doubled, x, calls), [[1], [2], [3]]) == [[2], [4], [6]]
+    assert calls == [1, 1, 1] and registry.stats("a")["mean_batch"] == 1
+    registry.batching = True
+    calls.clear()
+    assert registry.batched("a", doubled, list(range(40)), calls, max_batch=32) == [2 * i for i in range(40)]
+    assert calls == [40]  # a request at least a batch long is not split or queued
+
+
+def test_a_lone_request_does_not_wait_for_company():
+    registry, calls = Registry([make_slot("a")]), []
+    registry.get("a")
+    started = time.perf_counter()
+    for i in range(5):
+        assert registry.batched("a", doubled, [i], calls) == [2 * i]
+    assert (time.perf_counter() - started) / 5 < 0.02 + reg.MAX_WAIT_S  # at most the model's own 20 ms
+    assert registry.stats("a")["mean_batch"] == 1
+
+
+def test_loading_warms_the_model_up():
+    warmed = []
+    spec = make_slot("a")
+    spec = SlotSpec(**{**spec.__dict__, "warmup": lambda b: warmed.append(b)})
+    registry = Registry([spec])
+    bundle = registry.get("a")
+    assert warmed == [bundle] and registry.stats("a")["warmup_seconds"] is not None
