@@ -44,8 +44,8 @@ def main() -> None:
     print(f"\nlatency per request, median (p95) over {len(users)} users / {len(liked)} new visitors with 5 likes:")
     for which, name in recommender.MODELS.items():
         row = []
-        for calls in ([lambda u=u: model.recommend(which, user=u) for u in users],
-                      [lambda ls=ls: model.recommend(which, liked=ls) for ls in liked]):
+        for calls in ([lambda u=u, w=which: model.recommend(w, user=u) for u in users],
+                      [lambda ls=ls, w=which: model.recommend(w, liked=ls) for ls in liked]):
             times = []
             for call in calls:
                 t = time.perf_counter()

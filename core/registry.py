@@ -382,10 +382,10 @@ class Registry:
         finally:
             if requests:  # a batcher records its callers' latencies and the batch size itself
                 entry.latencies.append(time.perf_counter() - started)
-                entry.calls += 1
                 entry.batch_sizes.append(1)
             with self._lock:
                 entry.in_use -= 1
+                entry.calls += 1 if requests else 0
             entry.last_used = time.monotonic()
 
     def batched(self, name: str, fn: Callable[..., Any], items: list, *args, max_batch: int = 32) -> list:
@@ -404,8 +404,10 @@ class Registry:
             key = (name, fn, tuple(map(id, args)), max_batch)
         batcher = self._batchers.get(key)
         if batcher is None:
-            with self._lock:
-                batcher = self._batchers.setdefault(key, _Batcher(self, name, fn, args, max_batch))
+            with self._lock:  # checked again under the lock: exactly one worker thread per key
+                batcher = self._batchers.get(key)
+                if batcher is None:
+                    batcher = self._batchers[key] = _Batcher(self, name, fn, args, max_batch)
         return batcher.submit(items)
 
     def _move_to_cpu(self, name: str, reason: str) -> None:
