@@ -17,7 +17,8 @@ for row in range(0, len(DEMOS), 3):
         with col.container(border=True):
             st.subheader(demo.title)
             st.write(demo.pitch)
-            st.caption("Model: " + ", ".join(f"{registry.model_name(s)} ({registry.licence(s)})" for s in demo.slots))
+            st.caption(("Models: " if len(demo.slots) > 1 else "Model: ")
+                       + ", ".join(registry.model_name(s) for s in demo.slots) + " · sources and licences on its page")
             st.page_link(demo.page, label=f"Open {demo.title}", icon=":material/arrow_forward:")
 
 st.divider()
