@@ -265,7 +265,8 @@ class Recommender:
 
     @property
     def genres(self) -> list[str]:
-        return sorted({g.strip() for gs in self.items.genres for g in gs.split(",") if g.strip()} - {"(no genres listed)"})
+        found = {g.strip() for genres in self.items.genres for g in genres.split(",") if g.strip()}
+        return sorted(found - {"(no genres listed)"})
 
 
 def fold_in(item_factors: np.ndarray, item_bias: np.ndarray, history: np.ndarray, steps: int = 150,

@@ -167,8 +167,9 @@ def validate(frame: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, list[Pr
         if bad.any():
             rows = line_numbers(bad)
             sample = frame[column][bad].astype(str).iloc[0][:30]
+            verb = "holds" if len(rows) == 1 else "hold"
             wrong_type.append(Problem("wrong type", "row",
-                                      f"'{column}' must be a number; {where(rows)} hold text such as '{sample}'. "
+                                      f"'{column}' must be a number; {where(rows)} {verb} text such as '{sample}'. "
                                       "Those rows were not scored: fix the values and upload again.", rows))
             reason[bad] = reason[bad] + f"'{column}' is not a number; "
         if blank.any():
@@ -473,7 +474,8 @@ def policy(test: pd.DataFrame, model: str, approve_at: float, decline_below: flo
 
 
 def age_groups(age: pd.Series) -> pd.Series:
-    return pd.cut(age, [0, 25, 35, 45, 55, 200], right=False, labels=["under 25", "25–34", "35–44", "45–54", "55+"])
+    labels = ["under 25", "25–34", "35–44", "45–54", "55+"]
+    return pd.cut(age, [0, 25, 35, 45, 55, 200], right=False, labels=labels)
 
 
 def groups_for(test: pd.DataFrame, column: str) -> pd.Series:
@@ -530,7 +532,8 @@ def score_batch(model: RiskModel, frame: pd.DataFrame, which: str, approve_at: f
         out["top reasons"] = ""
         out.loc[ok, "top reasons"] = [", ".join(r) for r in names]
     out["problem"] = reason.to_numpy()
-    return out, problems
+    first = [c for c in ("band", "score", "pd", "top reasons", "problem") if c in out.columns]
+    return out[first + [c for c in frame.columns if c not in first]], problems  # the answers first
 
 
 def template(schema: Schema) -> str:

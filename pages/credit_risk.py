@@ -67,7 +67,8 @@ def calibration_chart(test: pd.DataFrame) -> go.Figure:
         grouped = risk.calibration_table(test, key)
         fig.add_scatter(x=grouped.predicted, y=grouped.observed, name=name, mode="lines+markers")
     fig.add_scatter(x=[0, 1], y=[0, 1], name="perfect", mode="lines", line=dict(dash="dot", color="grey"))
-    fig.update_layout(title="Calibration (tenths of held-out applicants)", xaxis_title="Predicted probability of default",
+    fig.update_layout(title="Calibration (tenths of held-out applicants)",
+                      xaxis_title="Predicted probability of default",
                       yaxis_title="Observed default rate", height=380, legend=dict(orientation="h", y=-0.25))
     return fig
 
