@@ -135,7 +135,7 @@ def _forward(bundle, x, want: str):
 
     dtype = next(bundle.model.parameters()).dtype
     with torch.inference_mode():
-        x = x.to(bundle.device, dtype)
+        x = x.to(bundle.device, dtype).contiguous(memory_format=torch.channels_last)
         out = bundle.model(x).float().softmax(-1) if want == "probs" else bundle.model.features(x).float()
     return out.cpu().numpy()
 
