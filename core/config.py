@@ -13,7 +13,10 @@ root (or the file named by LAUNCHPAD_CONFIG). Environment variables win. See REA
 from __future__ import annotations
 
 import os
+import shutil
 import tomllib
+import uuid
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -68,6 +71,26 @@ def store_dir() -> Path:
     path = Path(setting("store", str(ROOT / "model_store")))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextmanager
+def replacing_folder(target: Path, name: str):
+    """Yields an empty temporary folder beside `target` to write into; when the block finishes, it takes
+    target's place in one rename, so a crash never leaves a half-written model (a failed block leaves
+    target as it was)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".tmp-{name}-{uuid.uuid4().hex}"
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = target.parent / f".old-{name}-{uuid.uuid4().hex}"
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def package_dir(package: str) -> Path | None:

@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -426,26 +423,19 @@ def model_dir() -> Path:
 
 
 def save(model: Recommender, folder: Path | None = None) -> None:
-    """Arrays as safetensors, tables as CSV, the rest as JSON; written to a temporary folder, then swapped in."""
+    """Arrays as safetensors, tables as CSV, the rest as JSON (config.replacing_folder: never half-written)."""
     from safetensors.numpy import save_file
 
-    target = folder or model_dir()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".tmp-recommender-{uuid.uuid4().hex}"
-    tmp.mkdir()
-    save_file({"user_factors": model.user_factors, "item_factors": model.item_factors, "item_bias": model.item_bias,
-               "neighbours": model.neighbours, "similarity": model.similarity, "content": model.content,
-               "popularity": model.popularity}, str(tmp / "arrays.safetensors"))
-    model.items.to_csv(tmp / "items.csv", index=False)
+    arrays = {"user_factors": model.user_factors, "item_factors": model.item_factors, "item_bias": model.item_bias,
+              "neighbours": model.neighbours, "similarity": model.similarity, "content": model.content,
+              "popularity": model.popularity}
     lists = {"users": model.users, "history": {u: v.tolist() for u, v in model.history.items()},
              "liked": {u: v.tolist() for u, v in model.liked.items()}}
-    (tmp / "interactions.json").write_text(json.dumps(lists))
-    (tmp / "meta.json").write_text(json.dumps({**model.meta, "metrics": model.metrics}, indent=2))
-    old = target.parent / f".old-recommender-{uuid.uuid4().hex}"
-    if target.exists():
-        os.replace(target, old)
-    os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
+    with config.replacing_folder(folder or model_dir(), "recommender") as tmp:
+        save_file(arrays, str(tmp / "arrays.safetensors"))
+        model.items.to_csv(tmp / "items.csv", index=False)
+        (tmp / "interactions.json").write_text(json.dumps(lists))
+        (tmp / "meta.json").write_text(json.dumps({**model.meta, "metrics": model.metrics}, indent=2))
 
 
 def load(folder: Path) -> Recommender:

@@ -11,10 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import shutil
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -550,20 +547,12 @@ def model_dir() -> Path:
 
 
 def save(model: RiskModel, folder: Path | None = None) -> None:
-    """Atomic: write a temporary folder, then swap it in."""
+    """The models and their metrics (config.replacing_folder: never half-written)."""
     import joblib
 
-    target = folder or model_dir()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".tmp-risk-{uuid.uuid4().hex}"
-    tmp.mkdir()
-    joblib.dump(model, tmp / "risk.joblib")
-    (tmp / "meta.json").write_text(json.dumps({**model.meta, "metrics": model.metrics}, indent=2))
-    old = target.parent / f".old-risk-{uuid.uuid4().hex}"
-    if target.exists():
-        os.replace(target, old)
-    os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
+    with config.replacing_folder(folder or model_dir(), "risk") as tmp:
+        joblib.dump(model, tmp / "risk.joblib")
+        (tmp / "meta.json").write_text(json.dumps({**model.meta, "metrics": model.metrics}, indent=2))
 
 
 def load(folder: Path) -> RiskModel:

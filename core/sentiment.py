@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import shutil
 import time
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -256,17 +253,11 @@ def _save(net, tokenizer, meta: dict) -> None:
     """Write to a temporary folder, then swap it in: a crash never leaves a half-written model."""
     from safetensors.torch import save_file
 
-    target = model_dir()
-    tmp = target.parent / f".tmp-sentiment-{uuid.uuid4().hex}"
-    net.encoder.save_pretrained(tmp / "encoder")
-    tokenizer.save_pretrained(tmp / "encoder")
-    save_file({k: v.contiguous() for k, v in net.head.state_dict().items()}, str(tmp / "head.safetensors"))
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-    old = target.parent / f".old-sentiment-{uuid.uuid4().hex}"
-    if target.exists():
-        os.replace(target, old)
-    os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
+    with config.replacing_folder(model_dir(), "sentiment") as tmp:
+        net.encoder.save_pretrained(tmp / "encoder")
+        tokenizer.save_pretrained(tmp / "encoder")
+        save_file({k: v.contiguous() for k, v in net.head.state_dict().items()}, str(tmp / "head.safetensors"))
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
 
 
 # --- the registry slot ---------------------------------------------------------------------------
