@@ -5,7 +5,7 @@ from contextlib import contextmanager
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
-from core import access
+from core import access, files
 from core.models import registry
 from core.registry import READY, SlotError
 
@@ -51,6 +51,36 @@ def ensure_model(slot: str) -> bool:
     except SlotError as exc:
         holder.error(f"**{title} is unavailable.** {exc.reason}.\n\n**Fix:** {exc.fix}", icon=":material/error:")
         return False
+
+
+def sample_or_own_model(slot: str, choices: tuple[str, str], key: str, train_own, own_state: str, prompt: str):
+    """The demo's model: the registry slot trained on the sample data or, when the visitor picks their own
+    data (the second choice), the model their `train_own()` put in st.session_state[own_state]; until there
+    is one, the page stops with `prompt`."""
+    sample, own = choices
+    if st.segmented_control("Data", [sample, own], default=sample, key=key) == own:
+        train_own()
+        model = st.session_state.get(own_state)
+        if model is None:
+            st.info(prompt)
+            st.stop()
+        return model
+    if not ensure_model(slot):
+        st.stop()
+    return registry.get(slot).model
+
+
+def read_uploaded_csv(upload, what: str = ""):
+    """(table of strings, notices) from an uploaded CSV via core.files.read_csv, or (None, []) after showing
+    why it cannot be read. The caller shows the notices where it wants them; `what` names the file in
+    every message when a page takes several."""
+    prefix = f"{what}: " if what else ""
+    try:
+        frame, notices = files.read_csv(upload.getvalue(), upload.name)
+    except files.UploadError as exc:
+        st.error(prefix + str(exc), icon=":material/error:")
+        return None, []
+    return frame, [prefix + notice for notice in notices]
 
 
 def model_credits(*slots: str, data: str = "") -> None:

@@ -4,9 +4,8 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import files, risk
-from core.models import registry
-from pages.common import allow_heavy_call, app_shell, ensure_model, model_credits
+from core import risk
+from pages.common import allow_heavy_call, app_shell, model_credits, read_uploaded_csv, sample_or_own_model
 
 app_shell()
 BAND_COLOURS = {"approve": "#2E9E5B", "review": "#E0A030", "decline": "#D9534F", "not scored": "#8C8C8C"}
@@ -19,10 +18,8 @@ def train_own() -> None:
                               type=["csv", "txt"], key="risk_train_upload")
     if upload is None:
         return
-    try:
-        frame, notices = files.read_csv(upload.getvalue(), upload.name)
-    except files.UploadError as exc:
-        st.error(str(exc), icon=":material/error:")
+    frame, notices = read_uploaded_csv(upload)
+    if frame is None:
         return
     for notice in notices:
         st.info(notice)
@@ -176,10 +173,8 @@ def batch_view(model: risk.RiskModel, which: str, limits: tuple[float, float]) -
     if st.session_state.get("risk_batch", {}).get("key") != key:
         if not allow_heavy_call():
             return
-        try:
-            frame, notices = files.read_csv(upload.getvalue(), upload.name)
-        except files.UploadError as exc:
-            st.error(str(exc), icon=":material/error:")
+        frame, notices = read_uploaded_csv(upload)
+        if frame is None:
             return
         with st.spinner(f"Scoring {len(frame):,} applicants…"):
             scored, problems = risk.score_batch(model, frame, which, approve_at=limits[1], decline_below=limits[0])
@@ -235,17 +230,8 @@ st.caption("Probability of default from two models we train here, turned into a 
            "batch scoring and a fairness check.")
 model_credits("credit_risk", data=risk.SAMPLE_CREDIT)
 
-data_choice = st.segmented_control("Data", [SAMPLE, OWN], default=SAMPLE, key="risk_data")
-if data_choice == OWN:
-    train_own()
-    model = st.session_state.get("risk_own")
-    if model is None:
-        st.info("Upload past applicants with their outcome, pick the outcome column, and train.")
-        st.stop()
-else:
-    if not ensure_model("credit_risk"):
-        st.stop()
-    model = registry.get("credit_risk").model
+model = sample_or_own_model("credit_risk", (SAMPLE, OWN), "risk_data", train_own, "risk_own",
+                            "Upload past applicants with their outcome, pick the outcome column, and train.")
 
 left, right = st.columns([1, 2])
 which = left.radio("Model", list(risk.MODELS), format_func=risk.MODELS.get, key="risk_which")

@@ -2,9 +2,9 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core import files, recommender
-from core.models import registry
-from pages.common import allow_heavy_call, app_shell, ensure_model, model_credits
+from core import recommender
+from pages.common import (allow_heavy_call, app_shell, ensure_model, model_credits, read_uploaded_csv,
+                          sample_or_own_model)
 
 app_shell()
 SAMPLE, OWN = "Sample: MovieLens, 100,004 ratings", "Your own interactions (CSV)"
@@ -16,17 +16,6 @@ COLUMNS = {"title": st.column_config.TextColumn("Title", width="large"),
            "score": None, "item": None}
 
 
-def read_upload(upload, what: str) -> pd.DataFrame | None:
-    try:
-        frame, notices = files.read_csv(upload.getvalue(), upload.name)
-    except files.UploadError as exc:
-        st.error(f"{what}: {exc}", icon=":material/error:")
-        return None
-    for notice in notices:
-        st.info(f"{what}: {notice}")
-    return frame
-
-
 def train_own() -> None:
     left, right = st.columns(2)
     ratings_file = left.file_uploader("Interactions: user, item, rating (optional), timestamp (optional)",
@@ -35,8 +24,11 @@ def train_own() -> None:
                                      key="rec_items_upload")
     if ratings_file is None:
         return
-    raw = read_upload(ratings_file, "Interactions")
-    raw_items = read_upload(items_file, "Item metadata") if items_file is not None else None
+    raw, read_notices = read_uploaded_csv(ratings_file, "Interactions")
+    raw_items, item_read_notices = (read_uploaded_csv(items_file, "Item metadata") if items_file is not None
+                                    else (None, []))
+    for notice in read_notices + item_read_notices:
+        st.info(notice)
     if raw is None or (items_file is not None and raw_items is None):
         return
     try:
@@ -97,17 +89,8 @@ st.caption("Recommendations from models we train here on real ratings, each with
            "new visitors pick a few favourites and get recommendations at once, without retraining.")
 model_credits("recommender", "embedder", data=recommender.MOVIELENS)
 
-choice = st.segmented_control("Data", [SAMPLE, OWN], default=SAMPLE, key="rec_data")
-if choice == OWN:
-    train_own()
-    model = st.session_state.get("rec_own")
-    if model is None:
-        st.info("Upload interactions (and, if you have it, item metadata), then train.")
-        st.stop()
-else:
-    if not ensure_model("recommender"):
-        st.stop()
-    model = registry.get("recommender").model
+model = sample_or_own_model("recommender", (SAMPLE, OWN), "rec_data", train_own, "rec_own",
+                            "Upload interactions (and, if you have it, item metadata), then train.")
 
 left, right = st.columns([3, 1])
 which = left.radio("Model", list(recommender.MODELS), format_func=recommender.MODELS.get, horizontal=True,

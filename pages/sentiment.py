@@ -5,9 +5,9 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import files, sentiment, store
+from core import sentiment, store
 from core.models import registry
-from pages.common import allow_heavy_call, app_shell, ensure_model, model_credits
+from pages.common import allow_heavy_call, app_shell, ensure_model, model_credits, read_uploaded_csv
 
 app_shell()
 COLOURS = {"negative": "#D9534F", "neutral": "#8C8C8C", "positive": "#2E9E5B"}
@@ -87,10 +87,7 @@ with batch:
     else:
         upload = st.file_uploader("CSV file", type=["csv", "tsv", "txt"], key="batch_upload")
         if upload is not None:
-            try:
-                frame, notices = files.read_csv(upload.getvalue(), upload.name)
-            except files.UploadError as exc:
-                st.error(str(exc), icon=":material/error:")
+            frame, notices = read_uploaded_csv(upload)
     for notice in notices:
         st.info(notice)
     if frame is not None:
