@@ -237,12 +237,11 @@ class Recommender:
             return [""] * len(recommended)
         out = []
         for item in recommended:
-            sims = self.content[liked] @ self.content[item]
             row = np.flatnonzero(np.isin(self.neighbours[item], liked))
             if len(row):  # rated-together similarity wins when there is one
                 best = self.neighbours[item][row[np.argmax(self.similarity[item][row])]]
             else:
-                best = liked[int(np.argmax(sims))]
+                best = liked[int(np.argmax(self.content[liked] @ self.content[item]))]
             out.append(self.items.title.iloc[best])
         return out
 
