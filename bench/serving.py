@@ -23,13 +23,30 @@ TEXTS = ["@united my flight was delayed three hours and nobody told us anything"
          "Can I change the currency on an invoice after sending it?"]
 
 
-def requests_for(slot: str):
+def batch_call(slot: str):
+    """call(first, n): one request holding inputs first … first + n - 1 (cycled) for the slot."""
     if slot == "sentiment":
-        return lambda i: sentiment.predict([TEXTS[i % len(TEXTS)]])
-    if slot == "embedder":
-        return lambda i: embed([TEXTS[i % len(TEXTS)]])
-    images = list(vision.sample_gallery().values())
-    return lambda i: vision.classify([images[i % len(images)]])
+        fn, pool = sentiment.predict, TEXTS
+    elif slot == "embedder":
+        fn, pool = embed, TEXTS
+    else:
+        fn, pool = vision.classify, list(vision.sample_gallery().values())
+    return lambda first, n=1: fn([pool[(first + j) % len(pool)] for j in range(n)])
+
+
+def ceiling(call, sizes=(1, 2, 4, 8, 16), repeats: int = 15) -> dict[int, float]:
+    """Median seconds of one direct model call on b inputs (batching off: no queue, no waiting)."""
+    registry.batching = False
+    times = {}
+    for b in sizes:
+        runs = []
+        for i in range(repeats):
+            started = time.perf_counter()
+            call(i, b)
+            runs.append(time.perf_counter() - started)
+        times[b] = statistics.median(runs)
+    registry.batching = True
+    return times
 
 
 def load(slot: str, call, clients: int, seconds: float) -> dict:
@@ -71,7 +88,7 @@ def main() -> None:
     print(f"torch threads: {configure_threads()}; {args.seconds:.0f} s per run\n")
     for slot in args.slots:
         registry.get(slot, progress=print)
-        call = requests_for(slot)
+        call = batch_call(slot)
         for i in range(8):
             call(i)  # warm
         print(f"{slot} on {registry.get(slot).device}")
@@ -91,6 +108,15 @@ def main() -> None:
                   f"{row[True]['p95'] / single['p50']:.1f}x the unbatched single-client p50 "
                   f"({row[True]['p95'] / single['p95']:.1f}x its p95)")
         registry.batching = True
+        # The ceiling: N clients that each wait for their answer form a closed loop, so by Little's law their
+        # mean latency is N / throughput. p95 within 2x the single-call time T(1) needs at least N / (2 T(1))
+        # requests a second, whatever the scheduler; the model's best is b / T(b) over batch sizes b.
+        times = ceiling(call)
+        best = max(times, key=lambda b: b / times[b])
+        n = max(args.clients)
+        print(f"  one direct call: " + ", ".join(f"{b} in {t * 1000:.1f} ms" for b, t in times.items()))
+        print(f"  ceiling: at most {best / times[best]:.0f} req/s (batch {best}); a p95 within 2x T(1) at {n} "
+              f"clients needs at least {n / (2 * times[1]):.0f} req/s")
         print()
 
 
