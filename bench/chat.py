@@ -47,8 +47,13 @@ def n_tokens(text: str) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--quality-only", action="store_true", help="only the retrieval quality figures")
     args = parser.parse_args()
     kb = chat.sample_kb()
+    if args.quality_only:
+        for questions, out_of_scope, label in EVALUATIONS:
+            quality(kb, questions, out_of_scope, label)
+        return
     registry.warmup("chat_lm")
     print(f"chat LM {registry.model_name('chat_lm')} on {registry.get('chat_lm').device}, "
           f"{torch.get_num_threads()} threads; greedy, {args.tokens} new tokens\n")
@@ -92,8 +97,18 @@ def main() -> None:
           f"{statistics.median(latencies):.1f} ms, p95 {latencies[int(0.95 * (len(latencies) - 1))]:.1f} ms "
           "(embedding the query included)\n")
 
-    # quality on the evaluation set
-    evaluation = pd.read_csv(config.DATA_DIR / "chat_eval.csv")
+    for questions, out_of_scope, label in EVALUATIONS:
+        quality(kb, questions, out_of_scope, label)
+
+
+EVALUATIONS = [("chat_eval.csv", "chat_out_of_scope.csv", "first set"),
+               ("chat_eval_fresh.csv", "chat_out_of_scope_fresh.csv",
+                "second set, written 2026-11-23 before the change it measures")]
+
+
+def quality(kb, questions: str, out_of_scope: str, label: str) -> None:
+    """Top-1 retrieval accuracy and hand-off rates on one evaluation set."""
+    evaluation = pd.read_csv(config.DATA_DIR / questions)
     faq = pd.read_csv(config.DATA_DIR / "faq_sample.csv")
     id_of = dict(zip(faq.question, faq.id))
     hits, misses, handed = 0, [], 0
@@ -104,13 +119,14 @@ def main() -> None:
         handed += plan.kind == "handoff"
         if top != gold:
             misses.append(f"  {q!r} -> {plan.hits[0].question!r} ({plan.hits[0].score:.2f})")
-    oos = pd.read_csv(config.DATA_DIR / "chat_out_of_scope.csv").question
+    oos = pd.read_csv(config.DATA_DIR / out_of_scope).question
     oos_handed = sum(chat.plan_reply(kb, [], q).kind == "handoff" for q in oos)
-    print(f"retrieval top-1 accuracy on {len(evaluation)} paraphrased questions: {hits / len(evaluation):.3f} "
+    print(f"{label} ({questions}, {out_of_scope}):")
+    print(f"  retrieval top-1 accuracy on {len(evaluation)} paraphrased questions: {hits / len(evaluation):.3f} "
           f"(goal >= 0.9); in-scope questions handed off: {handed}")
-    print(f"out-of-scope questions handed off: {oos_handed}/{len(oos)} = {oos_handed / len(oos):.2f} (goal >= 0.8); "
-          f"threshold {chat.HANDOFF_THRESHOLD}")
-    print("misses:\n" + "\n".join(misses))
+    print(f"  out-of-scope questions handed off: {oos_handed}/{len(oos)} = {oos_handed / len(oos):.2f} "
+          f"(goal >= 0.8); threshold {chat.HANDOFF_THRESHOLD}")
+    print("  misses:\n" + "\n".join("  " + m for m in misses) + "\n")
 
 
 if __name__ == "__main__":

@@ -103,6 +103,18 @@ def test_a_question_from_the_faq_retrieves_its_own_entry(kb):
         assert kb.search(question, k=1)[0].question == question
 
 
+def test_the_product_name_does_not_steer_retrieval(kb):
+    assert kb.without_name("Can I use Pennant's app offline? pennant rocks") == "Can I use app offline? rocks"
+    assert kb.without_name("Pennant") == "Pennant"  # nothing else to search with: kept
+    uploaded, _ = chat.uploaded_kb(b"question,answer\nHow do I pay?,By card.\n", "faq.csv")
+    assert uploaded.without_name("our product is great") == "our product is great"
+    # the same question scores the same with and without the name, where the name pulled it off course before
+    question = "how long can I test {}for free"
+    with_name, without = kb.search(question.format("pennant "), k=1)[0], kb.search(question.format(""), k=1)[0]
+    assert with_name.question == without.question == "Is there a free trial?"
+    assert with_name.score == pytest.approx(without.score, abs=1e-6)
+
+
 @pytest.mark.parametrize("text, intent", [("I was charged twice for my subscription", "billing"),
                                           ("I can't sign in to my account", "account"),
                                           ("The API returns an error 500", "technical"),
