@@ -114,7 +114,7 @@ def main() -> None:
         times = ceiling(call)
         best = max(times, key=lambda b: b / times[b])
         n = max(args.clients)
-        print(f"  one direct call: " + ", ".join(f"{b} in {t * 1000:.1f} ms" for b, t in times.items()))
+        print("  one direct call: " + ", ".join(f"{b} in {t * 1000:.1f} ms" for b, t in times.items()))
         print(f"  ceiling: at most {best / times[best]:.0f} req/s (batch {best}); a p95 within 2x T(1) at {n} "
               f"clients needs at least {n / (2 * times[1]):.0f} req/s")
         print()
