@@ -2,7 +2,8 @@
 
 Retrieval uses the registry's text embedder (an entry scores the higher of its similarity to the
 question alone and to question + answer, the product's name left out of both sides); answers come
-from the registry's chat LM, streamed token by token. Below the confidence threshold the bot does not guess: it offers a human hand-off.
+from the registry's chat LM, streamed token by token. Below the confidence threshold the bot does
+not guess: it offers a human hand-off.
 """
 from __future__ import annotations
 
