@@ -465,17 +465,11 @@ def _is_current(folder: Path) -> bool:
 def load_slot(source, device: str, dtype, progress):
     """Registry loader: the stored model (trained from MovieLens when missing or stale), a folder
     written by `save`, or a Hugging Face repository holding the same files."""
-    from core.registry import ModelBundle
+    from core.registry import ModelBundle, override_folder
 
     folder = model_dir()
     if source.origin == "override":
-        folder = Path(source.location)
-        if source.kind == "hub":
-            from huggingface_hub import snapshot_download
-
-            folder = Path(snapshot_download(source.location))
-        if not (folder / "arrays.safetensors").is_file():
-            raise FileNotFoundError(f"{folder} has no arrays.safetensors (a folder written by core.recommender.save)")
+        folder = override_folder(source, "arrays.safetensors", "core.recommender.save")
     elif not _is_current(folder):
         progress("Training the recommender on MovieLens; this happens once")
         ratings, items = movielens()

@@ -211,6 +211,19 @@ def available_offline(source: Source) -> bool:
         return False
 
 
+def override_folder(source: Source, required: str, written_by: str) -> Path:
+    """The folder an override source names on disk, or the snapshot of the Hugging Face repository it
+    names; FileNotFoundError when `required` (the file `written_by` writes) is not in it."""
+    folder = Path(source.location)
+    if source.kind == "hub":
+        from huggingface_hub import snapshot_download
+
+        folder = Path(snapshot_download(source.location))
+    if not (folder / required).is_file():
+        raise FileNotFoundError(f"{folder} has no {required} (a folder written by {written_by})")
+    return folder
+
+
 # --- the registry ------------------------------------------------------------------------------
 
 class Registry:

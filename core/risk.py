@@ -572,16 +572,10 @@ def _stored_is_current(folder: Path) -> bool:
 def load_slot(source, device: str, dtype, progress):
     """Registry loader: the stored model (trained from the sample data when missing or stale), a folder
     written by `save`, or a Hugging Face repository holding the same two files."""
-    from core.registry import ModelBundle
+    from core.registry import ModelBundle, override_folder
 
     if source.origin == "override":
-        folder = Path(source.location)
-        if source.kind == "hub":
-            from huggingface_hub import snapshot_download
-
-            folder = Path(snapshot_download(source.location))
-        if not (folder / "risk.joblib").is_file():
-            raise FileNotFoundError(f"{folder} has no risk.joblib (a folder written by core.risk.save)")
+        folder = override_folder(source, "risk.joblib", "core.risk.save")
         return ModelBundle(load(folder), meta=_bundle_meta(folder), device="cpu", dtype="float64")
     folder = model_dir()
     if not _stored_is_current(folder):

@@ -5,7 +5,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import files, recommender
-from core.models import registry
+from core.models import SLOTS, registry
+from core.registry import Registry
 
 
 def two_tastes(users: int = 40, items: int = 40, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -92,6 +93,17 @@ def test_fold_in_separates_the_two_tastes(small):
     b = recommender.fold_in(small.item_factors, small.item_bias, np.arange(20, 25))
     first, second = small.item_factors[:20], small.item_factors[20:]
     assert (first @ a).mean() > (second @ a).mean() and (second @ b).mean() > (first @ b).mean()
+
+
+def test_the_slot_loads_a_folder_written_by_save_and_names_a_folder_without_one(small, tmp_path, monkeypatch):
+    recommender.save(small, tmp_path / "rec")
+    monkeypatch.setenv("LAUNCHPAD_RECOMMENDER", str(tmp_path / "rec"))
+    loaded = Registry(SLOTS).get("recommender")
+    assert loaded.model.recommend("bpr", "u0", k=5).equals(small.recommend("bpr", "u0", k=5))
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("LAUNCHPAD_RECOMMENDER", str(tmp_path / "empty"))
+    with pytest.raises(Exception, match="has no arrays.safetensors"):
+        Registry(SLOTS).get("recommender")
 
 
 def test_save_and_load_give_the_same_recommendations(small, tmp_path):
