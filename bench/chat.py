@@ -111,11 +111,12 @@ def quality(kb, questions: str, out_of_scope: str, label: str) -> None:
     evaluation = pd.read_csv(config.DATA_DIR / questions)
     faq = pd.read_csv(config.DATA_DIR / "faq_sample.csv")
     id_of = dict(zip(faq.question, faq.id))
-    hits, misses, handed = 0, [], 0
+    hits, among, misses, handed = 0, 0, [], 0
     for q, gold in zip(evaluation.question, evaluation.faq_id):
-        plan = chat.plan_reply(kb, [], q)
+        plan = chat.plan_reply(kb, [], q, passages=3)  # the page's default
         top = id_of.get(plan.hits[0].question) if plan.hits else None
         hits += top == gold
+        among += gold in {id_of.get(h.question) for h in plan.hits}
         handed += plan.kind == "handoff"
         if top != gold:
             misses.append(f"  {q!r} -> {plan.hits[0].question!r} ({plan.hits[0].score:.2f})")
@@ -124,6 +125,7 @@ def quality(kb, questions: str, out_of_scope: str, label: str) -> None:
     print(f"{label} ({questions}, {out_of_scope}):")
     print(f"  retrieval top-1 accuracy on {len(evaluation)} paraphrased questions: {hits / len(evaluation):.3f} "
           f"(goal >= 0.9); in-scope questions handed off: {handed}")
+    print(f"  the answering entry among the 3 passages the LM is given: {among / len(evaluation):.3f}")
     print(f"  out-of-scope questions handed off: {oos_handed}/{len(oos)} = {oos_handed / len(oos):.2f} "
           f"(goal >= 0.8); threshold {chat.HANDOFF_THRESHOLD}")
     print("  misses:\n" + "\n".join("  " + m for m in misses) + "\n")
