@@ -48,3 +48,20 @@ def read_csv(data: bytes, name: str) -> tuple[pd.DataFrame, list[str]]:
         notices.append(f"Only the first {MAX_UPLOAD_ROWS:,} rows were read.")
     frame.columns = [str(c).strip() for c in frame.columns]
     return frame, notices
+
+
+def numbers(values: pd.Series) -> pd.Series:
+    """Numbers from a column that may hold strings; unparseable cells become NaN.
+
+    A comma is a thousands separator ("1,200.50") unless some cell of the column can only be read with a
+    decimal comma ("1,5", "1.234,56"): then the whole column is read that way, dots being thousands separators."""
+    if pd.api.types.is_numeric_dtype(values):
+        return values.astype(float)
+    text = values.astype("string").str.strip()
+    decimal_comma = text.str.fullmatch(r"[-+]?(\d{1,3}(\.\d{3})+|\d*),\d+") & ~text.str.fullmatch(
+        r"[-+]?\d{1,3}(,\d{3})+")
+    if decimal_comma.fillna(False).any():
+        text = text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+    else:
+        text = text.str.replace(",", "", regex=False)
+    return pd.to_numeric(text.mask(text == ""), errors="coerce").astype(float)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core import config
+from core import config, files
 
 SLOT = "recommender"
 VERSION = 1  # bump when training changes, so stored models count as stale
@@ -76,7 +76,7 @@ def clean_interactions(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     blank = out.user.eq("") | out.item.eq("")
     if found["rating"] is not None:
         text = frame[found["rating"]].astype(str).str.strip()
-        out["rating"] = pd.to_numeric(text, errors="coerce")
+        out["rating"] = files.numbers(text)  # "3,5" stars from a European spreadsheet is 3.5
         bad = out.rating.isna() & text.ne("")
         if bad.any():
             notices.append(f"{int(bad.sum())} row(s) had a rating that is not a number (such as "

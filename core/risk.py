@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core import config
+from core import config, files
 
 SLOT = "credit_risk"
 VERSION = 1  # bump when training changes, so stored models count as stale
@@ -73,14 +73,6 @@ class Schema:
         return self.numeric + list(self.categorical)
 
 
-def _as_number(values: pd.Series) -> pd.Series:
-    """Numbers from a column that may hold strings; unparseable cells become NaN."""
-    if pd.api.types.is_numeric_dtype(values):
-        return values.astype(float)
-    text = values.astype("string").str.strip().str.replace(",", "", regex=False)
-    return pd.to_numeric(text.mask(text == ""), errors="coerce").astype(float)
-
-
 def _is_blank(values: pd.Series) -> pd.Series:
     return values.isna() | values.astype("string").str.strip().fillna("").eq("")
 
@@ -104,7 +96,7 @@ def infer_schema(frame: pd.DataFrame, target: str, bad: str) -> Schema:
         blank = _is_blank(col)
         if blank.all():
             continue  # an empty column says nothing
-        numbers = _as_number(col)
+        numbers = files.numbers(col)
         if numbers[~blank].notna().mean() >= 0.98:
             numeric.append(column)
             continue
@@ -117,7 +109,7 @@ def infer_schema(frame: pd.DataFrame, target: str, bad: str) -> Schema:
                           "identifier (more than 50 distinct text values).")
     schema = Schema(target, str(bad), numeric, categorical, modes=modes)
     for column in numeric:
-        numbers = _as_number(frame[column])
+        numbers = files.numbers(frame[column])
         schema.ranges[column] = (float(numbers.min()), float(numbers.max()))
         schema.medians[column] = float(numbers.median())
     return schema
@@ -159,7 +151,7 @@ def validate(frame: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, list[Pr
     wrong_type, unknown, empty = [], [], []
     for column in schema.numeric:
         blank = _is_blank(frame[column])
-        numbers = _as_number(frame[column])
+        numbers = files.numbers(frame[column])
         bad = ~blank & numbers.isna() | np.isinf(numbers)
         if bad.any():
             rows = line_numbers(bad)

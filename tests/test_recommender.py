@@ -136,6 +136,16 @@ def test_bad_ratings_duplicates_and_empty_cells_are_reported_not_fatal():
     assert pair.rating.tolist() == [1.0]
 
 
+def test_a_european_ratings_file_keeps_its_half_stars():
+    ratings, _ = two_tastes()
+    ratings = ratings.assign(rating=ratings.rating - 0.5 * (ratings.index % 2))  # half stars
+    semicolons = ratings.astype(str).assign(rating=ratings.rating.map(lambda r: f"{r:g}".replace(".", ",")))
+    frame, _ = files.read_csv(semicolons.to_csv(sep=";", index=False).encode(), "ratings.csv")
+    clean, notices = recommender.clean_interactions(frame)
+    assert not any("not a number" in n for n in notices)
+    assert sorted(clean.rating) == sorted(ratings.rating)
+
+
 def test_too_little_data_is_refused():
     frame = pd.DataFrame({"user": ["a", "b"], "item": ["x", "y"]})
     with pytest.raises(recommender.DataError, match="Too little data"):

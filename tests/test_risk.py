@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import risk
+from core import files, risk
 from core.models import SLOTS
 from core.registry import Registry
 
@@ -202,6 +202,16 @@ def test_training_on_an_uploaded_table_with_text_numbers_and_an_id_column(data):
     model = risk.train(frame, "Status", "good")  # any value may be the "bad" one
     assert "loan_id" not in model.schema.features and "Income" in model.schema.numeric
     assert model.meta["bad_rate"] == pytest.approx((frame.Status == "good").mean())
+
+
+@pytest.mark.parametrize("cells, numbers", [
+    (["1,200", "3,400.5", "12", ""], [1200, 3400.5, 12, math.nan]),  # thousands separators
+    (["1,5", "12,75", "1.000,5", "7"], [1.5, 12.75, 1000.5, 7]),  # a European table: decimal commas
+    (["1,500", "2,5"], [1.5, 2.5]),  # "1,500" reads as the rest of its column does
+    (["0.25", "1e3", "-4", "n/a"], [0.25, 1000, -4, math.nan]),
+])
+def test_numbers_written_as_text_keep_their_value(cells, numbers):
+    np.testing.assert_allclose(files.numbers(pd.Series(cells, dtype=str)), numbers)
 
 
 # --- the registry slot -----------------------------------------------------------------------------------
