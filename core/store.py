@@ -7,7 +7,9 @@ LAUNCHPAD_DB (or `[app] db` in launchpad.toml); default `data/launchpad.sqlite`,
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
+import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -54,13 +56,28 @@ def connect():
     conn = sqlite3.connect(db_path(), timeout=30, isolation_level=None)
     try:
         conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            _retry_if_locked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
         conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA busy_timeout=30000")
         conn.executescript(SCHEMA)
         yield conn
     finally:
         conn.close()
+
+
+def _retry_if_locked(statement, seconds: float = 30.0):
+    """Run `statement()`, retrying while SQLite says the database is locked. Turning a new database to WAL
+    needs an exclusive lock, and when several processes open it at once SQLite answers 'locked' at once
+    instead of waiting for the busy timeout (it would be a deadlock): 4 processes starting together on a
+    fresh file failed this way in 5-8 of 25-40 rounds before this retry."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return statement()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01 + 0.04 * random.random())
 
 
 def _now() -> str:
