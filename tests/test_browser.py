@@ -205,7 +205,8 @@ def test_twenty_simultaneous_sessions_stay_separate_and_share_one_copy_of_each_m
         elif kind == "image_classifier":
             await pg.get_by_text("espresso").first.wait_for(timeout=180_000)
         else:
-            await pg.get_by_text("Resident weights").wait_for(timeout=120_000)
+            await pg.get_by_text("Resident weights").wait_for(timeout=180_000)  # as long as the others: on
+            # 2 cores it was seen at 59-84 s in one run and past 147 s in another, 20 visitors sharing the CPU
         body = await pg.inner_text("body") + (downloaded if kind == "sentiment" else "")
         await context.close()
         assert not errors, errors
