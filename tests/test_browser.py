@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import warnings
 from pathlib import Path
 
 import pytest
@@ -27,9 +28,13 @@ def server():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = dict(os.environ, HF_HUB_OFFLINE="1")
+    # the server's output goes to a file, kept for reading after a failure (an unread pipe would block the
+    # server once 64 KB of output had piled up; a whole run writes about 1 KB today)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    log = open(SHOTS / "server.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
                              "--server.address", "127.0.0.1", "--server.headless", "true"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     for _ in range(120):
         try:
@@ -39,10 +44,11 @@ def server():
             time.sleep(0.5)
     else:
         proc.kill()
-        pytest.fail("streamlit did not start:\n" + proc.stdout.read().decode(errors="replace"))
+        pytest.fail("streamlit did not start:\n" + (SHOTS / "server.log").read_text(errors="replace"))
     yield url
     proc.terminate()
     proc.wait(10)
+    log.close()
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +174,12 @@ def test_twenty_simultaneous_sessions_stay_separate_and_share_one_copy_of_each_m
 
     from playwright.async_api import async_playwright
 
+    # Waits guard against a hang, they do not time anyone: on 2 cores a visitor's page finished 18-90 s after
+    # it opened in most runs, yet some runs had one past 180 s (a different page each time; cause not found).
+    # A slow run passes with a warning that names the slowest visitor; speed itself is measured in bench/.
+    WAIT_MS = 400_000
+    took: dict[int, float] = {}
+
     async def visit(browser, i: int) -> tuple[int, str, str]:
         context = await browser.new_context(viewport={"width": 1200, "height": 900})
         pg = await context.new_page()
@@ -177,12 +189,13 @@ def test_twenty_simultaneous_sessions_stay_separate_and_share_one_copy_of_each_m
         kind = ("chatbot", "sentiment", "image_classifier", "models")[i % 4]
         downloaded = ""
         await pg.goto(f"{server}/{kind}", timeout=120_000)
+        opened = time.time()
         if kind == "chatbot":
             box = pg.get_by_test_id("stChatInputTextArea")
-            await box.wait_for(timeout=180_000)
+            await box.wait_for(timeout=WAIT_MS)
             await box.fill(f"What colour is the {marker} balloon at the fair?")
             await box.press("Enter")
-            await pg.get_by_text("Create support ticket").wait_for(timeout=180_000)
+            await pg.get_by_text("Create support ticket").wait_for(timeout=WAIT_MS)
         elif kind == "sentiment":
             paste = pg.get_by_role("tabpanel").get_by_text("Paste lines")
             for _ in range(20):  # a first visit may rerun once (see app_shell): click until the tab opens
@@ -196,17 +209,17 @@ def test_twenty_simultaneous_sessions_stay_separate_and_share_one_copy_of_each_m
             await pg.get_by_label("One text per line").fill(f"@united {marker} was great\n@united {marker} was late")
             await pg.get_by_label("One text per line").press("Control+Enter")
             await pg.get_by_role("button", name=re.compile("Score 2 rows")).click(timeout=60_000)
-            await pg.get_by_text("Download results (CSV)").wait_for(timeout=180_000)
+            await pg.get_by_text("Download results (CSV)").wait_for(timeout=WAIT_MS)
             async with pg.expect_download() as download:  # the results table is a canvas: read its CSV
                 await pg.get_by_text("Download results (CSV)").click()
             path = await (await download.value).path()
             downloaded = Path(path).read_text()
             assert downloaded.count("@united") == 2, downloaded
         elif kind == "image_classifier":
-            await pg.get_by_text("espresso").first.wait_for(timeout=180_000)
+            await pg.get_by_text("espresso").first.wait_for(timeout=WAIT_MS)
         else:
-            await pg.get_by_text("Resident weights").wait_for(timeout=180_000)  # as long as the others: on
-            # 2 cores it was seen at 59-84 s in one run and past 147 s in another, 20 visitors sharing the CPU
+            await pg.get_by_text("Resident weights").wait_for(timeout=WAIT_MS)
+        took[i] = time.time() - opened
         body = await pg.inner_text("body") + (downloaded if kind == "sentiment" else "")
         await context.close()
         assert not errors, errors
@@ -237,6 +250,10 @@ def test_twenty_simultaneous_sessions_stay_separate_and_share_one_copy_of_each_m
     if failures:
         raise failures[0]
     assert len(results) == 20
+    slowest = max(took, key=took.get)
+    if took[slowest] > 120:
+        warnings.warn(f"the slowest of 20 visitors ({results[slowest][1]}) finished {took[slowest]:.0f} s after "
+                      "its page opened (usually 18-90 s)", stacklevel=1)
     for i, kind, body in results:
         seen = set(re.findall(r"marker-\d\d", body))
         if kind in ("chatbot", "sentiment"):
