@@ -88,7 +88,7 @@ def infer_schema(frame: pd.DataFrame, target: str, bad: str) -> Schema:
                           f"{len(values)}: {', '.join(map(str, values[:8]))}. Pick another column.")
     if str(bad) not in values:
         raise SchemaError(f"'{bad}' is not a value of '{target}'. Pick one of: {', '.join(values)}.")
-    numeric, categorical, modes = [], {}, {}
+    numeric, categorical, modes, ranges, medians = [], {}, {}, {}, {}
     for column in frame.columns:
         if column == target:
             continue
@@ -99,6 +99,8 @@ def infer_schema(frame: pd.DataFrame, target: str, bad: str) -> Schema:
         numbers = files.numbers(col)
         if numbers[~blank].notna().mean() >= 0.98:
             numeric.append(column)
+            ranges[column] = (float(numbers.min()), float(numbers.max()))
+            medians[column] = float(numbers.median())
             continue
         cats = col[~blank].astype("string").str.strip()
         if cats.nunique() <= MAX_CATEGORIES:
@@ -107,12 +109,7 @@ def infer_schema(frame: pd.DataFrame, target: str, bad: str) -> Schema:
     if not numeric and not categorical:
         raise SchemaError("No usable feature columns: every column other than the target is empty or an "
                           "identifier (more than 50 distinct text values).")
-    schema = Schema(target, str(bad), numeric, categorical, modes=modes)
-    for column in numeric:
-        numbers = files.numbers(frame[column])
-        schema.ranges[column] = (float(numbers.min()), float(numbers.max()))
-        schema.medians[column] = float(numbers.median())
-    return schema
+    return Schema(target, str(bad), numeric, categorical, ranges, medians, modes)
 
 
 @dataclass
