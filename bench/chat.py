@@ -1,9 +1,18 @@
-"""The chatbot, measured: generation speed next to a plain model.generate, retrieval speed over a
-1,000-entry knowledge base, and retrieval quality on the evaluation set written for this project.
+"""The chatbot, measured on this machine. Prints figures; asserts nothing.
 
-Usage: python bench/chat.py [--tokens 64]
+  speed     decode tok/s of our path (core.llm through the registry) next to plain llama.cpp (xllamacpp,
+            the same GGUF, the same prompt, greedy); time to first shown text with 3 passages after a first
+            question; 4 simultaneous visitors against one
+  quality   per model and per evaluation set: retrieval top-1, hand-off rates in and out of scope, how many
+            in-scope answers the grounding check releases, and released sentences with a number, price or
+            address that is not in the passages
+
+Usage: python bench/chat.py [speed] [quality] [--models smollm2-135m,qwen2.5-0.5b,qwen2.5-1.5b] [--tokens 64]
+       python bench/chat.py quality --retrieval-only     (retrieval figures only, no LM: about 15 s)
+A chat_lm set to a server (LAUNCHPAD_CHAT_LM=http://…/v1) is measured as one more model.
 """
 import argparse
+import os
 import statistics
 import sys
 import threading
@@ -13,122 +22,183 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pandas as pd  # noqa: E402
-import torch  # noqa: E402
 
-from core import chat, config  # noqa: E402
+from core import chat, config, llm  # noqa: E402
 from core.models import registry  # noqa: E402
 
+EVALUATIONS = [("chat_eval.csv", "chat_out_of_scope.csv", "first set"),
+               ("chat_eval_fresh.csv", "chat_out_of_scope_fresh.csv", "second set (2026-11-23)"),
+               ("chat_eval_third.csv", "chat_out_of_scope_third.csv", "third set (2026-12-03, written blind)")]
+QUESTION = "my card expired, how do I put in a new one?"
+SERVER = os.environ.get("LAUNCHPAD_CHAT_LM", "") if os.environ.get("LAUNCHPAD_CHAT_LM", "").startswith("http") else ""
 
-def plain_generate(prompt, max_new_tokens):
-    """transformers' own streaming: model.generate with a TextIteratorStreamer, nothing else."""
-    from transformers import TextIteratorStreamer
 
+def use(model: str) -> None:
+    """Point the chat_lm slot at a packaged model by name (or leave a configured server) and load it."""
+    os.environ["LAUNCHPAD_CHAT_LM"] = SERVER if model == "endpoint" else model
+    registry.unload("chat_lm")
+    registry.warmup("chat_lm")
+
+
+def plain_llama_cpp(path: str, messages: list[dict], tokens: int) -> float:
+    """Decode tok/s of xllamacpp alone: one Server, the same parameters, no streaming, no registry."""
+    import xllamacpp
+
+    params = xllamacpp.CommonParams()
+    params.model.path = path
+    params.n_parallel, params.n_ctx = llm.PARALLEL, llm.CONTEXT * llm.PARALLEL
+    params.cpuparams.n_threads, params.cpuparams_batch.n_threads = llm._threads(), llm._threads(prompt=True)
+    params.verbosity = -1
+    server = xllamacpp.Server(params)
+    request = {"messages": messages, "max_tokens": tokens, "temperature": 0, "repeat_penalty": 1.1}
+    server.handle_chat_completions(request)  # warm
+    rates = [server.handle_chat_completions(request)["timings"]["predicted_per_second"] for _ in range(3)]
+    return statistics.median(rates)
+
+
+def ours(messages: list[dict], tokens: int) -> float:
+    rates = []
+    for _ in range(3):
+        stream = llm.stream("chat_lm", messages, llm.Sampling(max_tokens=tokens, temperature=0.0))
+        for _ in stream:
+            pass
+        rates.append(stream.usage.tokens_per_second)
+    return statistics.median(rates)
+
+
+def speed(model: str, tokens: int) -> None:
+    use(model)
+    kb = chat.sample_kb()
+    plan = chat.plan_reply(kb, [], QUESTION)
     bundle = registry.get("chat_lm")
-    tok = bundle.tokenizer
-    ids = tok.apply_chat_template(prompt, add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
-    streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)
-    kwargs = dict(max_new_tokens=max_new_tokens, do_sample=False,
-                  repetition_penalty=1.1, pad_token_id=tok.pad_token_id, streamer=streamer)
-    started = time.perf_counter()
-    worker = threading.Thread(target=lambda: bundle.model.generate(ids, **kwargs))
-    worker.start()
-    first, text = None, ""
-    for chunk in streamer:
-        first = first or time.perf_counter() - started
-        text += chunk
-    worker.join()
-    return first, n_tokens(text), time.perf_counter() - started
+    print(f"\n== speed: {registry.model_name('chat_lm')} ({bundle.meta['runtime']}, {llm._threads()} threads), "
+          f"greedy, {tokens} new tokens")
+    our_rate = ours(plan.prompt, tokens)
+    if bundle.meta["runtime"] == llm.Runtime.LLAMA_CPP.value:
+        plain = plain_llama_cpp(registry.source("chat_lm").location, plan.prompt, tokens)
+        print(f"  decode tok/s: ours {our_rate:.1f}, plain llama.cpp {plain:.1f} ({our_rate / plain:.2f}x)")
+    else:
+        print(f"  decode tok/s: ours {our_rate:.1f}")
+
+    questions = pd.read_csv(config.DATA_DIR / "chat_eval_fresh.csv").question.head(8)
+    for _ in chat.AnswerStream(plan, temperature=0.0):
+        pass  # the first question: caches the system prompt
+    firsts, shown = [], []
+    for q in questions:
+        p = chat.plan_reply(kb, [], q)
+        if p.kind != "generate":
+            continue
+        started, seen = time.perf_counter(), None
+        answer = chat.AnswerStream(p, temperature=0.0)
+        for _ in answer:
+            seen = seen or time.perf_counter() - started
+        firsts.append(answer.first_token_s or 0)
+        shown.append(seen or 0)
+    print(f"  after a first question, {len(shown)} new questions with 3 passages: first token median "
+          f"{statistics.median(firsts):.2f} s, first shown text (grounding check on) median "
+          f"{statistics.median(shown):.2f} s, max {max(shown):.2f} s")
+
+    def visitor(out: list, i: int) -> None:
+        stream = llm.stream("chat_lm", chat.plan_reply(kb, [], questions.iat[i]).prompt or plan.prompt,
+                            llm.Sampling(max_tokens=tokens, temperature=0.0))
+        for _ in stream:
+            pass
+        out.append(stream.usage.completion_tokens)
+
+    for n in (1, 4):
+        done: list = []
+        started = time.perf_counter()
+        threads = [threading.Thread(target=visitor, args=(done, i)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - started
+        rate = sum(done) / elapsed
+        if n == 1:
+            alone = rate
+        print(f"  {n} simultaneous visitor(s): {sum(done)} tokens in {elapsed:.1f} s = {rate:.1f} tok/s aggregate"
+              + (f" ({rate / alone:.2f}x one visitor)" if n > 1 else ""))
 
 
-def n_tokens(text: str) -> int:
-    return len(registry.get("chat_lm").tokenizer(text, add_special_tokens=False).input_ids)
+def released_facts(answer: chat.AnswerStream, plan: chat.Plan) -> int:
+    """Sentences shown to the visitor (the model's, not a quoted article) with a fact absent from the passages."""
+    if answer.fallback or answer.unanswered or answer.leak:
+        return 0
+    source = " ".join(f"{h.question} {h.answer}" for h in plan.hits).lower()
+    sentences = [s for s in chat.re.split(r"(?<=[.!?])\s+", answer.text) if s.strip()]
+    return sum(any(f not in source for f in chat._facts(s)) for s in sentences)
+
+
+def quality(model: str, with_lm: bool = True) -> list[dict]:
+    if with_lm:
+        use(model)
+        print(f"\n== quality: {registry.model_name('chat_lm')}")
+    kb = chat.sample_kb()
+    faq = pd.read_csv(config.DATA_DIR / "faq_sample.csv")
+    id_of = dict(zip(faq.question, faq.id))
+    rows = []
+    for questions, out_of_scope, label in EVALUATIONS:
+        evaluation = pd.read_csv(config.DATA_DIR / questions)
+        oos = pd.read_csv(config.DATA_DIR / out_of_scope).question
+        top1 = in_handoff = released = bad_facts = oos_handoff = 0
+        seconds = []
+        for q, gold in zip(evaluation.question, evaluation.faq_id):
+            plan = chat.plan_reply(kb, [], q)
+            top1 += bool(plan.hits) and id_of.get(plan.hits[0].question) == gold
+            handed, ok = plan.kind == "handoff", False
+            if with_lm and plan.kind == "generate":
+                started = time.perf_counter()
+                answer = chat.AnswerStream(plan, temperature=0.0)
+                for _ in answer:
+                    pass
+                seconds.append(time.perf_counter() - started)
+                handed = answer.unanswered
+                ok = not (answer.unanswered or answer.fallback or answer.leak)
+                bad_facts += released_facts(answer, plan)
+            in_handoff += handed
+            released += ok
+        for q in oos:
+            plan = chat.plan_reply(kb, [], q)
+            handed = plan.kind != "generate"
+            if with_lm and not handed:
+                answer = chat.AnswerStream(plan, temperature=0.0)
+                for _ in answer:
+                    pass
+                handed = answer.unanswered
+            oos_handoff += handed
+        n, m = len(evaluation), len(oos)
+        row = {"model": registry.model_name("chat_lm") if with_lm else "retrieval only", "set": label,
+               "top-1": top1 / n, "in-scope hand-off": in_handoff / n, "out-of-scope hand-off": oos_handoff / m,
+               "released": released / n if with_lm else None, "bad facts": bad_facts if with_lm else None,
+               "s/answer": statistics.median(seconds) if seconds else None}
+        rows.append(row)
+        print(f"  {label}: top-1 {row['top-1']:.3f} | in-scope hand-off {in_handoff}/{n} = {row['in-scope hand-off']:.2f}"
+              f" (goal <= 0.05) | out-of-scope hand-off {oos_handoff}/{m} = {row['out-of-scope hand-off']:.2f}"
+              f" (goal >= 0.85)" + (f" | released by the grounding check {released}/{n} = {released / n:.2f} "
+                                    f"(goal >= 0.70) | released sentences with an absent fact: {bad_facts} | "
+                                    f"median {row['s/answer']:.1f} s per answer" if with_lm else ""))
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("parts", nargs="*", default=["speed", "quality"])
+    parser.add_argument("--models", default=",".join(c.key for c in registry.spec("chat_lm").choices))
     parser.add_argument("--tokens", type=int, default=64)
-    parser.add_argument("--quality-only", action="store_true", help="only the retrieval quality figures")
+    parser.add_argument("--retrieval-only", action="store_true")
     args = parser.parse_args()
-    kb = chat.sample_kb()
-    if args.quality_only:
-        for questions, out_of_scope, label in EVALUATIONS:
-            quality(kb, questions, out_of_scope, label)
+    if args.retrieval_only:
+        quality("", with_lm=False)
         return
-    registry.warmup("chat_lm")
-    print(f"chat LM {registry.model_name('chat_lm')} on {registry.get('chat_lm').device}, "
-          f"{torch.get_num_threads()} threads; greedy, {args.tokens} new tokens\n")
-
-    question = "my card expired, how do I put in a new one?"
-    plan = chat.plan_reply(kb, [], question)
-    rows = []
-    for _ in range(2):  # the second round is the one reported; the first warms caches
-        rows = []
-        first, tokens, total = plain_generate(plan.prompt, args.tokens)
-        rows.append(("plain model.generate + streamer", first, first, tokens, tokens / total, total))
-        for grounded in (False, True):
-            started = time.perf_counter()
-            stream = chat.AnswerStream(plan, temperature=0.0, max_new_tokens=args.tokens, grounded=grounded)
-            shown_at = None
-            for _ in stream:
-                shown_at = shown_at or time.perf_counter() - started
-            total = time.perf_counter() - started
-            name = "chatbot, grounding check on" if grounded else "chatbot, raw token stream"
-            tokens = n_tokens(stream.raw)
-            rows.append((name, stream.first_token_s, shown_at, tokens, tokens / total, total))
-    print(f"{'path':<34}{'first token s':>14}{'first shown s':>15}{'tokens':>8}{'tokens/s':>10}{'total s':>9}")
-    for name, first, shown, tokens, rate, total in rows:
-        print(f"{name:<34}{first:>14.2f}{shown:>15.2f}{tokens:>8}{rate:>10.1f}{total:>9.2f}")
-    print("(first shown: when the user sees text; the raw stream holds back 6 words, the grounded one a sentence "
-          "and can stop the model early)\n")
-
-    # retrieval latency over 1,000 entries (the sample FAQ, repeated with numbered variants)
-    big = pd.concat([kb.entries.assign(question=kb.entries.question + f" (variant {i})") for i in range(21)])
-    big = big.head(1000).reset_index(drop=True)
-    started = time.perf_counter()
-    big_kb = chat.KnowledgeBase("bench", big)
-    index_s = time.perf_counter() - started
-    latencies = []
-    for q in pd.read_csv(config.DATA_DIR / "chat_eval.csv").question:
-        t = time.perf_counter()
-        big_kb.search(q, k=3)
-        latencies.append((time.perf_counter() - t) * 1000)
-    latencies.sort()
-    print(f"retrieval over {len(big_kb):,} entries: indexing {index_s:.1f} s once; per query p50 "
-          f"{statistics.median(latencies):.1f} ms, p95 {latencies[int(0.95 * (len(latencies) - 1))]:.1f} ms "
-          "(embedding the query included)\n")
-
-    for questions, out_of_scope, label in EVALUATIONS:
-        quality(kb, questions, out_of_scope, label)
-
-
-EVALUATIONS = [("chat_eval.csv", "chat_out_of_scope.csv", "first set"),
-               ("chat_eval_fresh.csv", "chat_out_of_scope_fresh.csv",
-                "second set, written 2026-11-23 before the change it measures")]
-
-
-def quality(kb, questions: str, out_of_scope: str, label: str) -> None:
-    """Top-1 retrieval accuracy and hand-off rates on one evaluation set."""
-    evaluation = pd.read_csv(config.DATA_DIR / questions)
-    faq = pd.read_csv(config.DATA_DIR / "faq_sample.csv")
-    id_of = dict(zip(faq.question, faq.id))
-    hits, among, misses, handed = 0, 0, [], 0
-    for q, gold in zip(evaluation.question, evaluation.faq_id):
-        plan = chat.plan_reply(kb, [], q, passages=3)  # the page's default
-        top = id_of.get(plan.hits[0].question) if plan.hits else None
-        hits += top == gold
-        among += gold in {id_of.get(h.question) for h in plan.hits}
-        handed += plan.kind == "handoff"
-        if top != gold:
-            misses.append(f"  {q!r} -> {plan.hits[0].question!r} ({plan.hits[0].score:.2f})")
-    oos = pd.read_csv(config.DATA_DIR / out_of_scope).question
-    oos_handed = sum(chat.plan_reply(kb, [], q).kind == "handoff" for q in oos)
-    print(f"{label} ({questions}, {out_of_scope}):")
-    print(f"  retrieval top-1 accuracy on {len(evaluation)} paraphrased questions: {hits / len(evaluation):.3f} "
-          f"(goal >= 0.9); in-scope questions handed off: {handed}")
-    print(f"  the answering entry among the 3 passages the LM is given: {among / len(evaluation):.3f}")
-    print(f"  out-of-scope questions handed off: {oos_handed}/{len(oos)} = {oos_handed / len(oos):.2f} "
-          f"(goal >= 0.8); threshold {chat.HANDOFF_THRESHOLD}")
-    print("  misses:\n" + "\n".join("  " + m for m in misses) + "\n")
+    models = args.models.split(",")
+    if SERVER:
+        models.append("endpoint")
+    for model in models:
+        if "speed" in args.parts:
+            speed(model, args.tokens)
+        if "quality" in args.parts:
+            quality(model)
 
 
 if __name__ == "__main__":

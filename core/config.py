@@ -54,6 +54,22 @@ def slot_setting(slot: str, key: str) -> str | None:
     return str(value).strip() if value not in (None, "") else None
 
 
+def slot_secret(slot: str, key: str) -> str | None:
+    """A per-slot secret (an API key): env LAUNCHPAD_<SLOT>_<KEY>, then `[models.<slot>]` in the app's
+    `.streamlit/secrets.toml`; never launchpad.toml, which may be committed. Never shown on a page."""
+    env = os.environ.get(f"LAUNCHPAD_{slot.upper()}_{key.upper()}", "").strip()
+    if env:
+        return env
+    path = ROOT / ".streamlit" / "secrets.toml"
+    if not path.is_file():
+        return None
+    try:
+        value = _read_toml(str(path), path.stat().st_mtime).get("models", {}).get(slot, {}).get(key)
+    except tomllib.TOMLDecodeError:
+        return None
+    return str(value).strip() if value else None
+
+
 def setting(name: str, default: str | None = None) -> str | None:
     """A global setting: env LAUNCHPAD_<NAME>, then `[registry]`/`[app]` tables, then default."""
     env = os.environ.get(f"LAUNCHPAD_{name.upper()}", "").strip()

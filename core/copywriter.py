@@ -1,17 +1,16 @@
 """Marketing-copy studio: product description + tone + length → N variants from the chat LM.
 
-All variants come from one `generate` call (`num_return_sequences`); a streamer that understands
-batches reports every variant's text as tokens arrive and marks each one done when it finishes.
+The variants are generated at the same time (core.llm.variants: parallel sequences in llama.cpp), each
+with its own seed, and every variant's text is reported as it arrives.
 """
 from __future__ import annotations
 
-import queue
 import time
 from dataclasses import dataclass
 from typing import Iterator
 
+from core import llm
 from core.chat import clean_message
-from core.models import BackgroundRun, registry
 
 TONES = ("Friendly", "Professional", "Playful", "Bold", "Luxurious", "Technical")
 LENGTHS = {"Tagline": (12, "a single catchy tagline of at most 12 words"),
@@ -49,82 +48,25 @@ def validate(description: str) -> tuple[str, str]:
     return text, notice
 
 
-class _BatchStreamer:
-    """A transformers streamer for num_return_sequences > 1: queues (index, new text, done) events."""
-
-    def __init__(self, tokenizer, n: int, eos_ids: set[int]):
-        self.tokenizer, self.n, self.eos = tokenizer, n, eos_ids
-        self.ids: list[list[int]] = [[] for _ in range(n)]
-        self.text = [""] * n
-        self.done = [False] * n
-        self.events: queue.Queue = queue.Queue()
-        self._prompt_seen = False
-
-    def put(self, value) -> None:
-        if not self._prompt_seen:  # the first call carries the prompt
-            self._prompt_seen = True
-            return
-        for i, token in enumerate(value.reshape(-1).tolist()[: self.n]):
-            if self.done[i]:
-                continue
-            if token in self.eos:
-                self.done[i] = True
-                self.events.put((i, "", True))
-                continue
-            self.ids[i].append(token)
-            text = self.tokenizer.decode(self.ids[i], skip_special_tokens=True)
-            if not text.endswith("\ufffd"):  # wait for a multi-byte character to complete
-                self.events.put((i, text[len(self.text[i]):], False))
-                self.text[i] = text
-
-    def end(self) -> None:
-        for i in range(self.n):
-            if not self.done[i]:
-                self.done[i] = True
-                self.events.put((i, "", True))
-        self.events.put(None)
-
-
 def generate_variants(description: str, tone: str = "Friendly", length: str = "Short", n: int = 3,
-                      temperature: float = 0.9, top_p: float = 0.95, seed: int | None = None
-                      ) -> Iterator[list[Variant]]:
-    """Yield the list of N variants each time any of them changes (at most every 50 ms)."""
-    import torch
-
+                      temperature: float = 0.9, top_p: float = 0.95, seed: int | None = None,
+                      slot: str = "chat_lm") -> Iterator[list[Variant]]:
+    """Yield the list of N variants each time any of them changes (at most every 50 ms). The N generations
+    run at the same time: llama.cpp decodes them as parallel sequences of one batch."""
     if tone not in TONES or length not in LENGTHS:
         raise ValueError(f"tone is one of {TONES}, length one of {tuple(LENGTHS)}")
     n = max(1, min(int(n), MAX_VARIANTS))
-    bundle = registry.get("chat_lm")
-    tokenizer = bundle.tokenizer
-    ids = tokenizer.apply_chat_template(build_prompt(description, tone, length), add_generation_prompt=True,
-                                        return_tensors="pt", return_dict=True)["input_ids"]
-    eos = bundle.model.generation_config.eos_token_id
-    eos_ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
-    streamer = _BatchStreamer(tokenizer, n, eos_ids)
-
-    def generate(b):
-        if seed is not None:
-            torch.manual_seed(seed)
-        with torch.inference_mode():
-            b.model.generate(ids.to(b.device), do_sample=True, temperature=max(temperature, 0.05), top_p=top_p,
-                             num_return_sequences=n, max_new_tokens=int(LENGTHS[length][0] * 1.5), repetition_penalty=1.15,
-                             pad_token_id=tokenizer.pad_token_id, streamer=streamer)
-
-    run = BackgroundRun("chat_lm", generate, unblock=streamer.end)
+    sampling = llm.Sampling(max_tokens=int(LENGTHS[length][0] * 1.5), temperature=max(temperature, 0.05),
+                            top_p=top_p, repeat_penalty=1.15, seed=seed)
     variants = [Variant() for _ in range(n)]
     last = 0.0
-    while True:
-        event = streamer.events.get(timeout=600)
-        if event is None:
-            break
-        i, delta, done = event
+    for i, delta, done in llm.variants(slot, build_prompt(description, tone, length), n, sampling):
         variants[i].text += delta
         variants[i].tokens += 0 if done else 1
         variants[i].done = variants[i].done or done
         if done or time.perf_counter() - last > 0.05:
             last = time.perf_counter()
             yield [Variant(v.text.strip(), v.done, v.tokens) for v in variants]
-    run.finish()
     yield [Variant(tidy(v.text, length), True, v.tokens) for v in variants]
 
 

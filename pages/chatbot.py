@@ -1,6 +1,6 @@
 import streamlit as st
 
-from core import chat, store
+from core import chat, llm, store
 from core.models import registry
 from pages.common import allow_heavy_call, app_shell, ensure_model, model_credits
 
@@ -17,7 +17,12 @@ with st.sidebar:
                           help="Below this retrieval similarity Penny offers a human instead of guessing.")
     grounded = st.toggle("Grounding check", value=True, key="grounded",
                          help="Show only sentences the help centre supports (a sentence at a time); off streams raw tokens.")
-    st.caption(f"Model: {registry.model_name('chat_lm')} · embeddings: {registry.model_name('embedder')}")
+    compare = st.toggle("Compare two models", value=False, key="compare",
+                        help="Each question is answered by two chat models side by side; vote for the better answer. "
+                             "The names are shown after your vote. Win rates are on the Support desk page.")
+    st.caption(f"Model: {registry.model_name('chat_lm')}"
+               + (f" vs {registry.model_name('chat_lm_b')}" if compare else "")
+               + f" · embeddings: {registry.model_name('embedder')}")
     st.subheader("Knowledge base")
     upload = st.file_uploader("Your own FAQ (CSV with question, answer columns, or Markdown with questions "
                               "as headings)", type=["csv", "md", "markdown", "txt"], key="faq_upload")
@@ -25,9 +30,9 @@ with st.sidebar:
 st.title("💬 Support chatbot")
 st.caption("Penny answers customer questions from a help centre, cites her sources, and hands over to a person "
            "when she doesn't know.")
-model_credits("chat_lm", "embedder", data="sample FAQ of Pennant, a fictional invoicing startup, written for "
+model_credits("chat_lm", *(["chat_lm_b"] if compare else []), "embedder", data="sample FAQ of Pennant, a fictional invoicing startup, written for "
               "Launchpad (CC0); intent examples written for Launchpad (CC0).")
-if not (ensure_model("embedder") and ensure_model("chat_lm")):
+if not (ensure_model("embedder") and ensure_model("chat_lm") and (not compare or ensure_model("chat_lm_b"))):
     st.stop()
 
 # --- session state ------------------------------------------------------------------------------
@@ -91,9 +96,56 @@ def handoff_form(i: int, message: dict, question: str) -> None:
                 st.rerun()
 
 
+SIDES = ("a", "b")
+VOTES = {"A is better": "a", "Tie": "tie", "B is better": "b"}
+
+
+@st.fragment
+def vote(i: int, message: dict, question: str) -> None:
+    """Compare mode: the visitor picks the better answer; the models' names show once they have voted."""
+    choice = st.segmented_control("Which answer is better?", list(VOTES), key=f"vote-{i}")
+    if choice is not None and VOTES[choice] != message.get("winner"):
+        a, b = (side["model"] for side in message["compare"])
+        if message.get("vote_id"):
+            store.update_vote(message["vote_id"], VOTES[choice])
+        else:
+            message["vote_id"] = store.add_vote("chat", question, a, b, VOTES[choice])
+        message["winner"] = VOTES[choice]
+        st.rerun()  # the whole message, to show the names
+
+
+def side_by_side(message: dict, texts: list[str] | None = None) -> list:
+    """Two answers in two bordered columns; `texts` while they stream, else the message's own."""
+    boxes = []
+    for column, side, label in zip(st.columns(2), message["compare"], ("A", "B")):
+        with column.container(border=True):
+            name = f" · {side['model']}" if message.get("winner") else ""
+            st.markdown(f"**Model {label}**{chat.as_text(name)}")
+            boxes.append(st.empty())
+            if texts is None:
+                boxes[-1].markdown(chat.as_text(side["content"]))
+                if side.get("grounding"):
+                    st.caption(side["grounding"])
+    return boxes
+
+
+def grounding_note(answer: chat.AnswerStream) -> str:
+    if answer.unanswered:
+        return "The model found that the help centre does not answer this, so it offers a person instead."
+    if answer.fallback:
+        return (f"Grounding check: the model's answer was not supported by the help centre "
+                f"({answer.dropped} sentence(s) removed), so the article is quoted.")
+    if answer.dropped:
+        return f"Grounding check: {answer.dropped} unsupported sentence(s) removed."
+    return ""
+
+
 def render(i: int, message: dict) -> None:
     with st.chat_message(message["role"], avatar="🧑" if message["role"] == "user" else "🤖"):
-        st.markdown(chat.as_text(message["content"]))
+        if message.get("compare"):
+            side_by_side(message)
+        else:
+            st.markdown(chat.as_text(message["content"]))
         if message["role"] == "user":
             st.badge(message.get("intent", "other"), icon=":material/label:", color="gray")
             if message.get("notice"):
@@ -109,6 +161,8 @@ def render(i: int, message: dict) -> None:
             st.caption(message["grounding"])
         if message.get("kind") == "handoff":
             handoff_form(i, message, question)
+        elif message.get("compare"):
+            vote(i, message, question)
         elif message.get("kind") == "generate":
             feedback(i, message, question)
 
@@ -131,16 +185,27 @@ if prompt is not None:
     render(len(state.messages) - 1, state.messages[-1])
     reply = {"role": "assistant", "kind": plan.kind, "intent": plan.intent,
              "hits": [{"question": h.question, "answer": h.answer, "score": h.score} for h in plan.hits]}
-    if plan.kind == "generate":
+    if plan.kind == "generate" and compare:
+        answers = [chat.AnswerStream(plan, temperature, max_new_tokens, grounded, kb.name, slot=slot)
+                   for slot in ("chat_lm", "chat_lm_b")]
+        reply["compare"] = [{"slot": slot, "model": registry.model_name(slot), "content": ""}
+                            for slot in ("chat_lm", "chat_lm_b")]
+        with st.chat_message("assistant", avatar="🤖"):
+            boxes = side_by_side(reply, texts=[])
+            for texts in llm.together([chat.growing(a) for a in answers]):
+                for box, text in zip(boxes, texts):
+                    box.markdown(chat.as_text(text or "…"))
+        for side, answer in zip(reply["compare"], answers):
+            side["content"], side["grounding"] = answer.text, grounding_note(answer)
+        reply["content"] = answers[0].text  # the conversation goes on from model A's answer
+    elif plan.kind == "generate":
         with st.chat_message("assistant", avatar="🤖"):
             answer = chat.AnswerStream(plan, temperature, max_new_tokens, grounded, kb.name)
             with st.spinner("Penny is writing…"):
                 reply["content"] = st.write_stream(answer)
-        if answer.fallback:
-            reply["grounding"] = (f"Grounding check: the model's answer was not supported by the help centre "
-                                  f"({answer.dropped} sentence(s) removed), so the article is quoted.")
-        elif answer.dropped:
-            reply["grounding"] = f"Grounding check: {answer.dropped} unsupported sentence(s) removed."
+        reply["grounding"] = grounding_note(answer)
+        if answer.unanswered:
+            reply["kind"] = "handoff"
     else:
         reply["content"] = plan.text
         if plan.kind == "handoff" and plan.hits:

@@ -26,7 +26,8 @@ def figures() -> None:
     st.progress(min(used / budget, 1.0),
                 text=f"Resident weights: {used / 2**20:,.0f} MB of a {budget / 2**20:,.0f} MB budget")
     table = pd.DataFrame([{
-        "Slot": s["slot"], "State": s["state"], "Device": s["device"], "Dtype": s["dtype"],
+        "Slot": s["slot"], "Model": s["model"], "State": s["state"], "Runtime": s["runtime"] or "torch",
+        "Device": s["device"], "Dtype": s["dtype"],
         "Params (M)": s["parameters"] / 1e6 if s["parameters"] else None,
         "Memory (MB)": s["bytes"] / 2**20 if s["bytes"] else None,
         "Load (s)": s["load_seconds"], "Loads": s["loads"], "Calls": s["calls"],
@@ -45,7 +46,7 @@ stats = registry.all_stats()
 for s in stats:
     with st.container(border=True):
         left, right = st.columns([3, 2])
-        left.markdown(f"**{s['title']}** · `{s['slot']}` · {s['task']} · _{s['state']}_"
+        left.markdown(f"**{s['title']}** · {s['model']} · `{s['slot']}` · {s['task']} · _{s['state']}_"
                       + (f" · loaded {s['loads']}× in this process" if s["loads"] else ""))
         left.caption(f"{s['provenance']}  \nSource: `{s['source']}`  \nLicence: {s['licence']}")
         load, warm, unload = right.columns(3)

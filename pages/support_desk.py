@@ -12,7 +12,7 @@ st.title("🎧 Support desk")
 st.caption("Tickets handed over by the chatbot, and what users thought of its answers. Stored in SQLite "
            f"(`{store.db_path().name}`).")
 
-tickets, feedback = st.tabs(["Tickets", "Answer feedback"])
+tickets, feedback, votes = st.tabs(["Tickets", "Answer feedback", "Model votes"])
 
 with tickets:
     status = st.segmented_control("Show", ["open", "closed", "all"], default="open", key="ticket_status")
@@ -49,3 +49,22 @@ with feedback:
         st.dataframe(frame[["created", "rating", "question", "answer"]], hide_index=True, width="stretch")
         st.download_button("Download feedback (CSV)", frame.drop(columns=["day"]).to_csv(index=False),
                            "feedback.csv", "text/csv", on_click="ignore")
+
+with votes:
+    st.caption("In compare mode (chatbot and copy studio) two models answer the same input side by side and the "
+               "visitor votes for the better one, without seeing which is which. This is how to pick the model to ship.")
+    demo = st.segmented_control("Demo", ["all", "chat", "copy"], default="all", key="vote_demo")
+    rates = store.win_rates(None if demo in (None, "all") else demo)
+    if not rates:
+        st.info("No votes yet: turn on **Compare two models** in the chatbot's sidebar or the copy studio.")
+    else:
+        frame = pd.DataFrame(rates)
+        st.metric("Comparisons voted on", sum(r["comparisons"] for r in rates) // 2)
+        fig = px.bar(frame, x="model", y="win_rate", text=frame.win_rate.map("{:.0%}".format),
+                     hover_data=["comparisons", "wins", "losses", "ties"],
+                     labels={"model": "Model", "win_rate": "Win rate (a tie counts half)"})
+        fig.update_yaxes(range=[0, 1], tickformat=".0%")
+        fig.update_layout(height=320, margin=dict(t=20, b=10))
+        st.plotly_chart(fig, width="stretch")
+        st.dataframe(frame.rename(columns={"win_rate": "win rate"}), hide_index=True, width="stretch",
+                     column_config={"win rate": st.column_config.NumberColumn(format="percent")})

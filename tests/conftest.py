@@ -10,12 +10,16 @@ os.environ.setdefault("LAUNCHPAD_CONFIG", os.devnull)  # a developer's launchpad
 os.environ["LAUNCHPAD_DB"] = os.path.join(tempfile.mkdtemp(prefix="launchpad-test-db-"), "test.sqlite")
 
 # Models trained by tests (on small subsets) go to a throw-away model store, never the developer's;
-# only the chat model's conversion cache is shared with model_store/, so it is made once, not per run.
+# only the joined GGUF files of the packaged Qwen models are shared with model_store/, so each is joined once.
 _root = pathlib.Path(__file__).resolve().parent.parent
 _store = pathlib.Path(tempfile.mkdtemp(prefix="launchpad-test-store-"))
-(_root / "model_store" / "converted").mkdir(parents=True, exist_ok=True)
-(_store / "converted").symlink_to(_root / "model_store" / "converted", target_is_directory=True)
+(_root / "model_store" / "gguf").mkdir(parents=True, exist_ok=True)
+(_store / "gguf").symlink_to(_root / "model_store" / "gguf", target_is_directory=True)
 os.environ["LAUNCHPAD_STORE"] = str(_store)
+# Pages and chat tests run the real llama.cpp on the smallest packaged model (about 70 tok/s here);
+# tests/test_llm.py loads the defaults and the other runtimes on purpose.
+os.environ.setdefault("LAUNCHPAD_CHAT_LM", "smollm2-135m")
+os.environ.setdefault("LAUNCHPAD_CHAT_LM_B", "smollm2-135m")
 os.environ["LAUNCHPAD_SENTIMENT_TRAIN_LIMIT"] = "600"  # trains in well under a minute on 2 cores
 os.environ["LAUNCHPAD_SENTIMENT_MODE"] = "frozen"  # learns from 600 tweets; fine-tuning needs them all
 

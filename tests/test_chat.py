@@ -226,25 +226,6 @@ def test_finished_variants_are_tidied(raw, length, tidy):
     assert copywriter.tidy(raw, length) == tidy
 
 
-def test_batch_streamer_tracks_each_sequence():
-    import torch
-
-    from core.models import registry
-
-    tok = registry.get("chat_lm").tokenizer
-    hello, world = tok.encode(" hello")[0], tok.encode(" world")[0]
-    streamer = copywriter._BatchStreamer(tok, 2, {tok.eos_token_id})
-    streamer.put(torch.tensor([[1, 2, 3]]))  # the prompt
-    streamer.put(torch.tensor([hello, hello]))
-    streamer.put(torch.tensor([tok.eos_token_id, world]))
-    streamer.end()
-    events = []
-    while (e := streamer.events.get()) is not None:
-        events.append(e)
-    assert streamer.text == [" hello", " hello world"]
-    assert (0, "", True) in events and events[-1] == (1, "", True)
-
-
 def test_variants_arrive_and_all_finish():
     updates = list(copywriter.generate_variants("A reusable steel water bottle that keeps drinks cold",
                                                 "Playful", "Tagline", n=2, seed=3))
@@ -357,3 +338,75 @@ def test_support_desk_lists_tickets_and_feedback():
     assert not at.exception
     assert any("Desk test question" in e.label for e in at.expander)
     assert any(m.label == "Rated answers" for m in at.metric)
+
+
+# --- answerability and compare mode ---------------------------------------------------------------
+
+@pytest.mark.parametrize("text", ["I'm not sure.", "I am not sure about that.",
+                                  "Unfortunately, the articles do not mention credit notes."])
+def test_a_model_that_finds_no_answer_hands_off_in_both_modes(monkeypatch, kb, text):
+    for grounded in (True, False):
+        plan = scripted(monkeypatch, text, kb, question="How do I issue a credit note?")
+        stream = chat.AnswerStream(plan, grounded=grounded)
+        shown = "".join(stream)
+        assert stream.unanswered and shown == chat.HANDOFF, (grounded, shown)
+
+
+def test_an_answer_is_not_mistaken_for_not_knowing(monkeypatch, kb):
+    plan = scripted(monkeypatch, "Open Settings, then Billing and Payment method, and click Update card. "
+                                 "I'm not sure you need anything else.", kb)
+    stream = chat.AnswerStream(plan, grounded=True)
+    assert "Update card" in "".join(stream) and not stream.unanswered
+
+
+def test_grounding_accepts_words_the_question_gave_and_rejects_invented_numbers(kb):
+    passages = "Under Settings > Export you can download clients, invoices, expenses and payments as CSV."
+    assert chat.supported("Yes, you can export your data from Settings > Export.", passages,
+                          "can I export my data?")
+    assert not chat.supported("You can export 500 invoices a day from Settings > Export.", passages,
+                              "can I export my data?")
+
+
+def test_votes_give_win_rates_per_model():
+    for winner in ("a", "a", "tie", "b"):
+        store.add_vote("chat", "q", "model-x", "model-y", winner)
+    vote = store.add_vote("copy", "q", "model-x", "model-y", "b")
+    store.update_vote(vote, "a")
+    rates = {r["model"]: r for r in store.win_rates()}
+    x, y = rates["model-x"], rates["model-y"]
+    assert x["comparisons"] == y["comparisons"] == 5 and x["wins"] == y["losses"] == 3 and x["ties"] == 1
+    assert x["win_rate"] == pytest.approx(3.5 / 5) and y["win_rate"] == pytest.approx(1.5 / 5)
+    assert {r["model"]: r["comparisons"] for r in store.win_rates("copy")} == {"model-x": 1, "model-y": 1}
+    with pytest.raises(ValueError):
+        store.add_vote("chat", "q", "a", "b", "both")
+
+
+def test_compare_mode_answers_twice_side_by_side_and_stores_one_vote():
+    at = chat_page()
+    at.toggle(key="compare").set_value(True).run()
+    at = ask(at, "Is there a mobile app?")
+    assert not at.exception
+    reply = at.chat_message[-1]
+    labels = [m.value for m in reply.markdown if m.value.startswith("**Model")]
+    assert labels == ["**Model A**", "**Model B**"]  # names hidden until the vote
+    before = len(store.votes())
+    at.segmented_control(key="vote-1").set_value("B is better").run()
+    at.segmented_control(key="vote-1").set_value("Tie").run()
+    rows = store.votes()
+    assert len(rows) == before + 1 and rows[0]["winner"] == "tie" and rows[0]["prompt"] == "Is there a mobile app?"
+    named = [m.value for m in at.chat_message[-1].markdown if m.value.startswith("**Model")]
+    assert all("·" in n for n in named), named  # revealed after voting
+
+
+def test_copy_studio_compare_mode_writes_both_sets_and_takes_a_vote():
+    at = AppTest.from_file("../app.py", default_timeout=240).run()
+    at.switch_page("pages/copy_studio.py").run()
+    at.toggle(key="copy_compare").set_value(True).run()
+    at.text_area(key="description").set_value("Handmade ceramic mugs that keep coffee warm")
+    at.segmented_control(key="length").set_value("Tagline")
+    at.slider(key="n").set_value(2)
+    at.button[0].click().run()
+    assert not at.exception and len(at.code) == 4
+    before = len(store.votes())
+    at.segmented_control(key="copy_vote").set_value("A is better").run()
+    assert len(store.votes()) == before + 1 and store.votes()[0]["demo"] == "copy"

@@ -37,44 +37,6 @@ def test_embedder_override_from_a_local_folder(monkeypatch, tmp_path):
     assert "model card" in stats["licence"]
 
 
-@pytest.fixture(scope="module")
-def converted_store(tmp_path_factory):
-    """A model store in which the chat LM was converted once (the ~30 s step), with its messages."""
-    store = tmp_path_factory.mktemp("store")
-    messages = []
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LAUNCHPAD_STORE", str(store))
-        bundle = Registry(SLOTS).get("chat_lm", progress=messages.append)
-    return store, messages, bundle
-
-
-def test_chat_lm_is_converted_once_then_loaded_from_the_store(monkeypatch, converted_store):
-    store, first_messages, first = converted_store
-    assert any("Converting" in m for m in first_messages)
-    converted = list((store / "converted").iterdir())
-    assert len(converted) == 1 and (converted[0] / "model.safetensors").is_file()
-
-    monkeypatch.setenv("LAUNCHPAD_STORE", str(store))
-    second_messages = []
-    second = Registry(SLOTS).get("chat_lm", progress=second_messages.append)
-    assert not any("Converting" in m for m in second_messages)
-    for name, tensor in first.model.state_dict().items():
-        assert torch.equal(tensor, second.model.state_dict()[name]), name
-    ids = second.tokenizer("The capital of France is", return_tensors="pt").input_ids
-    out = second.model.generate(ids, max_new_tokens=5, do_sample=False, pad_token_id=second.tokenizer.pad_token_id)
-    assert out.shape[1] > ids.shape[1]
-
-
-def test_a_damaged_conversion_cache_is_rebuilt(monkeypatch, converted_store, tmp_path):
-    shutil.copytree(converted_store[0], tmp_path, dirs_exist_ok=True)
-    monkeypatch.setenv("LAUNCHPAD_STORE", str(tmp_path))
-    (weights,) = (tmp_path / "converted").glob("*/model.safetensors")
-    weights.write_bytes(b"not a safetensors file")
-    bundle = Registry(SLOTS).get("chat_lm")
-    assert bundle.model is not None and weights.stat().st_size > 1_000_000
-    assert not any(p.name.startswith(".tmp") for p in (tmp_path / "converted").iterdir())
-
-
 @pytest.mark.parametrize("name, expected", [("coffee", "espresso")])
 def test_image_classifier_recognises_a_sample_photo(name, expected):
     import skimage.data
@@ -110,20 +72,6 @@ def test_image_classifier_override_from_a_local_transformers_folder(monkeypatch,
     assert {label for label, _ in top} == {"cat", "cup"} and abs(sum(p for _, p in top) - 1) < 1e-5
     assert vision.features([Image.new("RGB", (8, 8))]).shape == (1, 32)
     assert "override" in fresh.stats("image_classifier")["source"]
-
-
-def test_a_failure_in_a_background_run_reaches_the_reader(monkeypatch):
-    import threading
-
-    from core import models
-    from core.models import BackgroundRun
-
-    monkeypatch.setattr(models, "registry", Registry(SLOTS))  # keep the failure out of the shared stats
-    unblocked = threading.Event()
-    run = BackgroundRun("image_classifier", lambda bundle: 1 / 0, unblock=unblocked.set)
-    assert unblocked.wait(60)  # the reader waiting on a streamer is released
-    with pytest.raises(ZeroDivisionError):
-        run.finish()
 
 
 def test_micro_batched_embeddings_equal_single_calls():

