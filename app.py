@@ -12,7 +12,8 @@ groups = {
     "Home": [st.Page("pages/home.py", title="Home", icon=":material/home:", default=True)],
     "Demos": [st.Page(d.page, title=d.title, icon=d.icon) for d in DEMOS],
     "Operations": [st.Page("pages/models.py", title="Models", icon=":material/memory:"),
-                   st.Page("pages/support_desk.py", title="Support desk", icon=":material/support_agent:")],
+                   st.Page("pages/support_desk.py", title="Support desk", icon=":material/support_agent:"),
+                   st.Page("pages/training_runs.py", title="Training runs", icon=":material/history:")],
 }
 allowed = access_gate()
 page = st.navigation({name: pages for name, pages in groups.items() if pages},

@@ -32,4 +32,7 @@ DEMOS: list[Demo] = [
     Demo("Movie recommender", ":material/movie:", "pages/recommender.py",
          "Recommendations from real ratings, each explained by a movie you liked; new visitors pick a few "
          "favourites and get suggestions at once.", ("recommender", "embedder")),
+    Demo("Digit lab", ":material/draw:", "pages/digit_lab.py",
+         "Watch a neural network learn to read handwriting in under a minute, then draw a digit and see "
+         "what it reads; correct it and it learns.", ("digits",)),
 ]
