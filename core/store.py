@@ -1,5 +1,5 @@
 """The embedded store (SQLite, standard library): support tickets, answer feedback, sentiment corrections,
-compare-mode votes.
+compare-mode votes, digit corrections, and the log of training runs.
 
 WAL journal, one short connection per operation (safe across Streamlit's session threads and across
 processes), and every write in a transaction, so a committed row survives a crash. The path is

@@ -258,7 +258,7 @@ def test_unknown_slot_is_a_key_error():
         Registry([make_slot("a")]).get("nope")
 
 
-SLOTS_NAMES = ["chat_lm", "chat_lm_b", "embedder", "image_classifier", "sentiment", "credit_risk", "recommender"]
+SLOTS_NAMES = ["chat_lm", "chat_lm_b", "embedder", "image_classifier", "sentiment", "credit_risk", "recommender", "digits"]
 
 
 def test_cli_prints_every_slot_with_source_licence_and_offline():
