@@ -435,6 +435,12 @@ def save(model: Recommender, folder: Path | None = None) -> None:
         model.items.to_csv(tmp / "items.csv", index=False)
         (tmp / "interactions.json").write_text(json.dumps(lists))
         (tmp / "meta.json").write_text(json.dumps({**model.meta, "metrics": model.metrics}, indent=2))
+    if folder is None:  # the slot's own model (a visitor's own-data model is not logged)
+        from core import store
+
+        store.record_training_run("recommender", {"epochs": model.meta.get("epochs")}, model.meta.get("fingerprint", ""),
+                                  model.meta.get("train_seconds", 0.0), model.metrics,
+                                  model="BPR + item-item + content")
 
 
 def load(folder: Path) -> Recommender:

@@ -542,6 +542,13 @@ def save(model: RiskModel, folder: Path | None = None) -> None:
     with config.replacing_folder(folder or model_dir(), "risk") as tmp:
         joblib.dump(model, tmp / "risk.joblib")
         (tmp / "meta.json").write_text(json.dumps({**model.meta, "metrics": model.metrics}, indent=2))
+    if folder is None:  # the slot's own model (a visitor's own-data model is not logged)
+        from core import store
+
+        params = {"target": model.meta.get("target"), "train_rows": model.meta.get("train_rows")}
+        store.record_training_run("credit_risk", params, model.meta.get("fingerprint", ""),
+                                  model.meta.get("train_seconds", 0.0), model.metrics,
+                                  model="gradient boosting + scorecard")
 
 
 def load(folder: Path) -> RiskModel:

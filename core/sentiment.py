@@ -160,6 +160,9 @@ def train(progress=None, limit: int | None = None, mode: str | None = None, epoc
         "baselines": baselines(train_df, test_df),
     }
     _save(net, tokenizer, meta)
+    store.record_training_run("sentiment", {"mode": mode, "epochs": epochs, "limit": limit, "seed": seed,
+                                            "corrections": len(corrections)}, fingerprint, train_seconds, ours,
+                              model=f"MiniLM sentiment ({mode})")
     say("Saved to the model store", 1.0)
     return meta
 
