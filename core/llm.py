@@ -20,6 +20,7 @@ joined once into the model store (`joined_gguf`).
 from __future__ import annotations
 
 import enum
+import functools
 import os
 import queue
 import threading
@@ -234,6 +235,7 @@ class EndpointChat(ChatModel):
 
     runtime = Runtime.ENDPOINT
     parallel = 8  # the server schedules; we do not hold visitors back
+    llama_cpp = False  # a llama.cpp server takes its own sampling options beside OpenAI's
 
     def __init__(self, slot: str, base_url: str, model: str | None, api_key: str | None):
         import openai
@@ -294,6 +296,8 @@ class EndpointChat(ChatModel):
     def generate(self, messages: list[dict], on_text: OnText, sampling: Sampling) -> Usage:
         usage, started, shown = Usage(), time.perf_counter(), 0
         extra = {"seed": sampling.seed} if sampling.seed is not None else {}
+        if self.llama_cpp:  # OpenAI's API has no repetition penalty; without one small models loop
+            extra["extra_body"] = {"repeat_penalty": sampling.repeat_penalty, "cache_prompt": True}
         try:
             response = self.client.chat.completions.create(
                 model=self.served, messages=messages, stream=True, max_tokens=sampling.max_tokens,
@@ -360,6 +364,7 @@ class LlamaCppServer(EndpointChat):
     *thread* that started the child ends, and a Streamlit script run's thread ends after every run.)"""
 
     runtime = Runtime.LLAMA_CPP
+    llama_cpp = True
 
     def __init__(self, slot: str, path: str, gpu: bool, parallel: int, context_per_sequence: int):
         import subprocess
@@ -525,8 +530,8 @@ class Stream:
                     raise piece
                 yield piece
         finally:
-            self._stop.set()
-            worker.join(timeout=0 if worker.is_alive() and not pieces.empty() else 30)
+            self._stop.set()  # a reader that left early: the model stops at its next token
+            worker.join(timeout=1.0)
 
     def stop(self) -> None:
         self._stop.set()
@@ -540,13 +545,13 @@ def variants(slot: str, messages: list[dict], n: int, sampling: Sampling) -> Ite
     """(variant index, new text, finished) events from n generations of the same prompt, run at the same
     time (llama.cpp decodes them together; an endpoint gets n requests), each with its own seed."""
     events: queue.Queue = queue.Queue()
-    stop = threading.Event()
     base = sampling.seed if sampling.seed is not None else int.from_bytes(os.urandom(3), "big")
+    streams = [Stream(slot, messages, Sampling(sampling.max_tokens, sampling.temperature, sampling.top_p,
+                                               sampling.repeat_penalty, base + i)) for i in range(n)]
 
     def one(i: int) -> None:
-        seeded = Sampling(sampling.max_tokens, sampling.temperature, sampling.top_p, sampling.repeat_penalty, base + i)
         try:
-            for piece in Stream(slot, messages, seeded, _stop=stop):
+            for piece in streams[i]:
                 events.put((i, piece, False))
         except BaseException as exc:
             events.put(exc)
@@ -565,7 +570,8 @@ def variants(slot: str, messages: list[dict], n: int, sampling: Sampling) -> Ite
             finished += event[2]
             yield event
     finally:
-        stop.set()
+        for s in streams:  # the reader went away: stop the ones still generating
+            s.stop()
     if failure is not None:
         raise failure
 
@@ -599,7 +605,9 @@ def together(iterators: list, every: float = 0.1) -> Iterator[list]:
 
 # --- the packaged models ------------------------------------------------------------------------
 
-def _parts(packages: tuple[str, ...]) -> list[Path]:
+@functools.lru_cache(maxsize=16)
+def _parts(packages: tuple[str, ...]) -> tuple[Path, ...]:
+    """The data files of split-wheel packages in order (looked up once: every stats() call resolves sources)."""
     parts = []
     for package in packages:
         folder = config.package_dir(package)
@@ -607,7 +615,7 @@ def _parts(packages: tuple[str, ...]) -> list[Path]:
         if not found:
             raise FileNotFoundError(package)
         parts += found
-    return parts
+    return tuple(parts)
 
 
 def joined_target(name: str, packages: tuple[str, ...]) -> Path:

@@ -487,6 +487,7 @@ class Registry:
             if had and hasattr(entry.bundle.model, "close"):  # a runtime holding native memory (llama.cpp)
                 entry.bundle.model.close()
             entry.bundle, entry.state, entry.error, entry.progress = None, NOT_LOADED, None, ""
+            entry.last_error = entry.fallback = ""
             entry.params = entry.bytes = 0
         if had:
             _free_accelerator_memory()

@@ -134,7 +134,7 @@ def grounding_note(answer: chat.AnswerStream) -> str:
         return "The model found that the help centre does not answer this, so it offers a person instead."
     if answer.fallback:
         return (f"Grounding check: the model's answer was not supported by the help centre "
-                f"({answer.dropped} sentence(s) removed), so the article is quoted.")
+                f"({answer.dropped} sentence(s) removed), so the closest article is quoted.")
     if answer.dropped:
         return f"Grounding check: {answer.dropped} unsupported sentence(s) removed."
     return ""
@@ -204,7 +204,7 @@ if prompt is not None:
             with st.spinner("Penny is writing…"):
                 reply["content"] = st.write_stream(answer)
         reply["grounding"] = grounding_note(answer)
-        if answer.unanswered:
+        if answer.unanswered or answer.fallback:  # not sure: offer a person beside the closest article
             reply["kind"] = "handoff"
     else:
         reply["content"] = plan.text

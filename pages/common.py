@@ -85,7 +85,7 @@ def read_uploaded_csv(upload, what: str = ""):
 
 def model_credits(*slots: str, data: str = "") -> None:
     """Where each model (and data set) came from, and under which licence."""
-    lines = [f"**{registry.spec(s).title}**: {registry.spec(s).provenance}. Licence: {registry.licence(s)}."
+    lines = [f"**{registry.spec(s).title}**: {registry.describe(s)[2]}. Licence: {registry.licence(s)}."
              for s in slots]
     if data:
         lines.append(f"**Data**: {data}")

@@ -96,6 +96,7 @@ def sidebar_text(pg) -> str:
 def test_a_deep_link_to_a_fresh_server_gets_the_whole_app_shell(server, page):
     page.goto(server + "/models")  # the very first request this process serves
     settle(page, "Resident weights")
+    settle(page, "models loaded")  # the sidebar's summary is written after the page has run
     nav = sidebar_text(page)
     assert "Operations" in nav and "Demos" in nav and "Launchpad" in nav, nav
     assert "common" not in nav.split()  # pages/common.py is a helper, not a page
