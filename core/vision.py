@@ -5,6 +5,7 @@ features, fitted in a second, saved to the model store as safetensors + JSON (ne
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -239,6 +240,12 @@ def fit_custom(examples: dict[str, list[Image.Image]]) -> CustomClassifier:
             "loo_accuracy": hits / len(y), "fit_seconds": time.perf_counter() - started,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "features": f"EfficientNet-Lite0 penultimate layer ({x.shape[1]}-d), registry slot {SLOT}"}
+    from core import store
+
+    fingerprint = hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest()[:16]
+    store.record_training_run("custom_images", {"classes": classes, "examples": meta["examples"]}, fingerprint,
+                              meta["fit_seconds"], {"loo_accuracy": meta["loo_accuracy"]},
+                              model=f"custom classes: {', '.join(classes)}"[:200])
     return CustomClassifier(classes, weight.astype(np.float32), bias.astype(np.float32), meta)
 
 
