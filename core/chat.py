@@ -474,7 +474,7 @@ class AnswerStream:
                 if self.first_token_s is None:
                     self.first_token_s = time.perf_counter() - started
                 self.raw += chunk
-                yield chunk
+                yield chunk.replace("**", "")  # Markdown bold from the model would show as literal stars
         finally:
             generation.stop()
             self.usage = generation.usage

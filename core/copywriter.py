@@ -72,7 +72,7 @@ def generate_variants(description: str, tone: str = "Friendly", length: str = "S
 
 def tidy(text: str, length: str) -> str:
     """A finished variant without quotes, a tagline as one line, and no sentence cut off by the token cap."""
-    text = text.strip().strip('"“”').strip()
+    text = text.replace("**", "").strip().strip('"“”').strip()
     if length == "Tagline":
         text = text.splitlines()[0].strip() if text else text
     if text and text[-1] not in ".!?…)\"'":
