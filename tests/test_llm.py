@@ -333,3 +333,27 @@ def test_a_transformers_folder_still_works(monkeypatch, tmp_path):
     _, usage = text_of(reg, tokens=6)
     assert reg.stats("chat_lm")["runtime"] == llm.Runtime.TRANSFORMERS.value
     assert usage.completion_tokens >= 1 and "model card" in reg.licence("chat_lm")
+
+
+def test_a_variant_that_finishes_first_does_not_stop_the_others(monkeypatch):
+    """variants() orchestration, with a stand-in model whose variant i writes 5 * (i + 1) words."""
+    from core import models
+    from core.registry import ModelBundle, SlotSpec, Source
+
+    class Words(llm.ChatModel):
+        runtime = llm.Runtime.ENDPOINT
+
+        def generate(self, messages, on_text, sampling):
+            for _ in range(5 * (sampling.seed - 100 + 1)):
+                time.sleep(0.005)
+                if on_text("word "):
+                    break
+            return llm.Usage()
+
+    spec = SlotSpec("words", "Words", "text generation", "words", lambda: Source("folder", "."),
+                    lambda *a: ModelBundle(Words(), meta={"runtime": "test"}), "test", "test")
+    monkeypatch.setattr(models, "registry", Registry([spec]))
+    texts = {}
+    for i, piece, _ in llm.variants("words", HELLO, 3, llm.Sampling(seed=100)):
+        texts[i] = texts.get(i, "") + piece
+    assert [len(texts[i].split()) for i in range(3)] == [5, 10, 15]
