@@ -42,13 +42,10 @@ def use(model: str) -> None:
 
 PLAIN = """
 import json, statistics, sys, xllamacpp
-path, parallel, context, threads, batch_threads, tokens = sys.argv[1], *map(int, sys.argv[2:7])
-params = xllamacpp.CommonParams()
-params.model.path = path
-params.n_parallel, params.n_ctx = parallel, context * parallel
-params.cpuparams.n_threads, params.cpuparams_batch.n_threads = threads, batch_threads
-params.verbosity = -1
-server = xllamacpp.Server(params)
+sys.path.insert(0, sys.argv[1])
+from core.llm import _llama_params  # core.llm imports no torch: this process runs llama.cpp alone
+path, parallel, context, tokens = sys.argv[2], *map(int, sys.argv[3:6])
+server = xllamacpp.Server(_llama_params(path, parallel, context, 0, None))
 request = {"messages": json.loads(sys.stdin.read()), "max_tokens": tokens, "temperature": 0, "repeat_penalty": 1.1}
 server.handle_chat_completions(request)
 print(statistics.median(server.handle_chat_completions(request)["timings"]["predicted_per_second"] for _ in range(3)))
@@ -56,12 +53,13 @@ print(statistics.median(server.handle_chat_completions(request)["timings"]["pred
 
 
 def plain_llama_cpp(path: str, messages: list[dict], tokens: int) -> float:
-    """Decode tok/s of xllamacpp alone, in a process of its own with nothing else imported (no torch): one
-    Server with the same parameters, no streaming, no HTTP, no registry."""
+    """Decode tok/s of xllamacpp alone, in a process of its own with no torch: one Server with the same
+    parameters as ours, no streaming, no HTTP, no registry."""
     import json
     import subprocess
 
-    args = [str(a) for a in (path, llm.PARALLEL, llm.CONTEXT, llm._threads(), llm._threads(prompt=True), tokens)]
+    root = str(Path(__file__).resolve().parent.parent)
+    args = [root, path, str(llm.PARALLEL), str(llm.CONTEXT), str(tokens)]
     out = subprocess.run([sys.executable, "-c", PLAIN, *args], input=json.dumps(messages), capture_output=True,
                          text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])

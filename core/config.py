@@ -82,6 +82,11 @@ def setting(name: str, default: str | None = None) -> str | None:
     return default
 
 
+def hf_kwargs() -> dict:
+    """Keyword arguments for transformers' from_pretrained: no hub requests when HF_HUB_OFFLINE=1."""
+    return {"local_files_only": True} if os.environ.get("HF_HUB_OFFLINE") == "1" else {}
+
+
 def store_dir() -> Path:
     """The git-ignored model store: converted and trained weights live here."""
     path = Path(setting("store", str(ROOT / "model_store")))

