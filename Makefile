@@ -25,7 +25,7 @@ test: setup
 	$(BIN)/python -m pytest
 
 models: setup
-	$(BIN)/python -m core.registry
+	$(BIN)/python -m core.catalog
 
 bench: setup
 	$(BIN)/python bench/registry.py

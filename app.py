@@ -1,9 +1,9 @@
 """Launchpad: page config, navigation and the shared sidebar. Nothing else."""
 import streamlit as st
 
+from core import catalog  # noqa: F401  (declares every model slot)
 from core.demos import DEMOS
-from core.models import registry
-from core.registry import READY
+from core.registry import READY, registry
 from pages.common import access_gate, inside_app_shell
 
 st.set_page_config(page_title="Launchpad", page_icon="🚀", layout="wide")
@@ -26,9 +26,9 @@ try:
     with inside_app_shell():
         page.run()
 finally:  # after the page, so models it just loaded are counted (also when it stopped early)
-    ready = [s for s in registry.all_stats() if s["state"] == READY]
+    ready = [s for s in registry.states() if s.state == READY]
     line = (f"🚀 **Launchpad** · {len(ready)} of {len(registry.slots())} models loaded"
-            f" · {sum(s['bytes'] for s in ready) / 2**20:,.0f} MB")
+            f" · {sum(s.bytes for s in ready) / 2**20:,.0f} MB")
     if ready:
-        line += "  \nDevices: " + ", ".join(sorted({f"{s['device']} ({s['dtype']})" for s in ready}))
+        line += "  \nDevices: " + ", ".join(sorted({f"{s.device} ({s.dtype})" for s in ready}))
     summary.caption(line)

@@ -23,8 +23,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pandas as pd  # noqa: E402
 
-from core import chat, config, llm  # noqa: E402
-from core.models import registry  # noqa: E402
+from core import (  # noqa: E402
+    catalog,  # noqa: E402,F401  (declares every model slot)
+    chat,
+    config,
+    llm,
+)
+from core.registry import registry  # noqa: E402
 
 EVALUATIONS = [("chat_eval.csv", "chat_out_of_scope.csv", "first set"),
                ("chat_eval_fresh.csv", "chat_out_of_scope_fresh.csv", "second set (2026-11-23)"),

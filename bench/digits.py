@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from core import digits  # noqa: E402
+from core.registry import registry  # noqa: E402
 
 
 def percentiles(fn, runs: int = 500) -> tuple[float, float]:
@@ -47,7 +48,6 @@ def canvas_rgba(d: int, **kwargs) -> np.ndarray:
 
 
 def main() -> None:
-    registry = digits.registry_for_slot()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} (another process on these cores slows torch a lot)\n")
     print(f"Training with the defaults {digits.DEFAULTS} ...")

@@ -10,8 +10,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core import vision  # noqa: E402
-from core.models import registry  # noqa: E402
+from core import (
+    catalog,  # noqa: E402,F401  (declares every model slot)
+    vision,  # noqa: E402
+)
+from core.registry import registry  # noqa: E402
 
 
 def main() -> None:

@@ -13,8 +13,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pandas as pd  # noqa: E402
 
-from core import recommender  # noqa: E402
-from core.models import registry  # noqa: E402
+from core import (
+    catalog,  # noqa: E402,F401  (declares every model slot)
+    recommender,  # noqa: E402
+)
+from core.registry import registry  # noqa: E402
 
 
 def main() -> None:
@@ -42,7 +45,7 @@ def main() -> None:
     users = model.users[: args.users]
     liked = [model.items["item"].iloc[model.liked[u][:5]].tolist() for u in users if len(model.liked.get(u, []))]
     print(f"\nlatency per request, median (p95) over {len(users)} users / {len(liked)} new visitors with 5 likes:")
-    for which, name in recommender.MODELS.items():
+    for which, name in recommender.METHODS.items():
         row = []
         for calls in ([lambda u=u, w=which: model.recommend(w, user=u) for u in users],
                       [lambda ls=ls, w=which: model.recommend(w, liked=ls) for ls in liked]):
@@ -55,7 +58,7 @@ def main() -> None:
             row.append(f"{statistics.median(times):6.1f} ms ({times[int(0.95 * (len(times) - 1))]:.1f})")
         print(f"  {name:<42} user {row[0]}   new visitor {row[1]}")
     table = pd.DataFrame(model.metrics).T.drop(columns="users")
-    table.index = [recommender.MODELS[k] for k in table.index]
+    table.index = [recommender.METHODS[k] for k in table.index]
     print(f"\nheld out: each user's latest 20% ({model.meta['test_ratings']:,} ratings)")
     print(table.round(4).to_string())
 

@@ -22,7 +22,8 @@ def child(slot: str) -> None:
     import torch  # noqa: F401  (imports are timed apart from loading)
     from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer  # noqa: F401
 
-    from core.models import registry
+    from core import catalog  # noqa: F401  (declares every model slot)
+    from core.registry import registry
 
     started = time.perf_counter()
     bundle = registry.get(slot)
@@ -47,26 +48,26 @@ def main() -> None:
         return child(args.child)
 
     sys.path.insert(0, str(ROOT))
-    from core.models import SLOTS
+    from core import catalog
 
     store = args.store or tempfile.mkdtemp(prefix="launchpad-bench-store-")
     env = dict(os.environ, LAUNCHPAD_STORE=store, HF_HUB_OFFLINE="1")
     print(f"model store: {store}  (each cold start is a new process)\n")
     print(f"{'slot':<18}{'1st cold load s':>17}{'2nd cold load s':>17}{'imports s':>11}{'warm get ns':>13}  device")
-    for spec in SLOTS:
+    for name in catalog.slots():
         runs = []
         for _ in range(2):
-            out = subprocess.run([sys.executable, __file__, "--child", spec.name], env=env, capture_output=True,
+            out = subprocess.run([sys.executable, __file__, "--child", name], env=env, capture_output=True,
                                  text=True)
             if out.returncode != 0:
                 runs.append(None)
-                print(f"{spec.name:<18}failed: {out.stderr.strip().splitlines()[-1]}")
+                print(f"{name:<18}failed: {out.stderr.strip().splitlines()[-1]}")
                 break
             runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
         if None in runs:
             continue
         first, second = runs
-        print(f"{spec.name:<18}{first['cold_s']:>17.2f}{second['cold_s']:>17.2f}{second['import_s']:>11.2f}"
+        print(f"{name:<18}{first['cold_s']:>17.2f}{second['cold_s']:>17.2f}{second['import_s']:>11.2f}"
               f"{second['warm_get_ns']:>13.0f}  {second['device']}")
 
 

@@ -33,20 +33,20 @@ def main() -> None:
     # an upload: every cell a string, as files.read_csv returns it
     rows = data.drop(columns=[risk.SAMPLE["target"]]).astype(str)
     upload = pd.concat([rows] * (args.rows // len(rows) + 1), ignore_index=True).head(args.rows)
-    for which, name in risk.MODELS.items():
+    for method, name in risk.METHODS.items():
         started = time.perf_counter()
-        scored, problems = risk.score_batch(model, upload, which, approve_at=540, decline_below=500)
+        scored, problems = risk.score_batch(model, upload, method, approve_at=540, decline_below=500)
         seconds = time.perf_counter() - started
         assert scored is not None and (scored.band != "not scored").sum() == len(upload)
         print(f"batch scoring, {name}: {len(upload):,} applicants in {seconds:.2f} s = "
               f"{len(upload) / seconds:,.0f} applicants/s (validation included)")
     one = risk.features(rows.head(1), model.schema)
-    for which, name in risk.MODELS.items():
+    for method, name in risk.METHODS.items():
         latencies = []
         for _ in range(20):
             started = time.perf_counter()
-            model.pd(one, which)
-            model.explain(one, which)
+            model.probability_of_default(one, method)
+            model.explain(one, method)
             latencies.append(time.perf_counter() - started)
         print(f"one applicant with reason codes, {name}: median {statistics.median(latencies) * 1000:.0f} ms")
 

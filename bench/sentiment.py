@@ -13,8 +13,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from core import sentiment  # noqa: E402
-from core.models import registry  # noqa: E402
+from core import (
+    catalog,  # noqa: E402,F401  (declares every model slot)
+    sentiment,  # noqa: E402
+)
+from core.registry import registry  # noqa: E402
 
 
 def main() -> None:

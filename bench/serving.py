@@ -14,9 +14,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core import sentiment, vision  # noqa: E402
-from core.models import embed, registry  # noqa: E402
-from core.registry import configure_threads  # noqa: E402
+from core import (  # noqa: E402
+    catalog,  # noqa: E402,F401  (declares every model slot)
+    sentiment,
+    vision,
+)
+from core.embeddings import embed  # noqa: E402
+from core.registry import (
+    configure_threads,  # noqa: E402
+    registry,  # noqa: E402
+)
 
 TEXTS = ["@united my flight was delayed three hours and nobody told us anything",
          "How do I export all my invoices as a CSV file?", "@jetblue thanks, the crew was lovely",

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import secrets
 import sys
 import threading
@@ -23,6 +22,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Mapping
+
+from core import config
 
 ITERATIONS = 600_000
 
@@ -68,7 +69,7 @@ class Access:
 
 def load_access(secrets_mapping: Mapping | None = None) -> Access:
     """Credentials from the environment (first) or the `[auth]` table of the app's secrets."""
-    env_password, env_users = os.environ.get("LAUNCHPAD_PASSWORD", ""), os.environ.get("LAUNCHPAD_USERS", "")
+    env_password, env_users = config.setting("password"), config.setting("users")
     if env_password or env_users:
         users = {}
         for pair in filter(None, (p.strip() for p in env_users.split(","))):
@@ -103,10 +104,9 @@ class RateLimiter:
     """A sliding-window limit on heavy model calls: at most `calls` per `seconds`, per session."""
 
     def __init__(self, calls: int | None = None, seconds: float | None = None):
-        spec = os.environ.get("LAUNCHPAD_RATE_LIMIT", "30/60")  # 30 heavy calls a minute
-        default_calls, _, default_seconds = spec.partition("/")
-        self.calls = calls if calls is not None else int(default_calls)
-        self.seconds = seconds if seconds is not None else float(default_seconds or 60)
+        default_calls, default_seconds = config.setting("rate_limit")  # 30 heavy calls a minute
+        self.calls = calls if calls is not None else default_calls
+        self.seconds = seconds if seconds is not None else default_seconds
         self._times: deque[float] = deque()
         self._lock = threading.Lock()
 

@@ -14,18 +14,19 @@ import threading
 import time
 import unicodedata
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Iterator
 
 import numpy as np
 import pandas as pd
 
 from core import config, files, llm
-from core.models import embed
+from core.embeddings import embed
 
 MAX_MESSAGE_CHARS = 1000
 MAX_ENTRIES = 5000
 MAX_FIELD_CHARS = 4000
-MAX_NEW_TOKENS = int(config.setting("max_new_tokens", "256"))  # a cap no slider can exceed
+MAX_NEW_TOKENS = config.setting("max_new_tokens")  # a cap no slider can exceed
 HANDOFF_THRESHOLD = 0.30  # below this top similarity the bot hands off (bench/chat.py measures it)
 SAMPLE_NAME = "Pennant"
 GENERIC_NAME = "our product"  # an uploaded knowledge base's product, unnamed
@@ -274,16 +275,26 @@ def tag_intent(text: str, k: int = 5, vector: np.ndarray | None = None) -> tuple
 
 # --- planning a reply -----------------------------------------------------------------------------
 
+class Reply(StrEnum):
+    """How Penny answers a message."""
+
+    GENERATE = "generate"  # stream an answer from the LM over the retrieved passages
+    REFUSE = "refuse"  # a prompt-injection attempt or an abusive message
+    HANDOFF = "handoff"  # the knowledge base does not cover it: offer a person
+    SMALLTALK = "smalltalk"  # a greeting or thanks
+    EMPTY = "empty"  # nothing was typed
+
+
 @dataclass
 class Plan:
-    """What to do with a user message: 'generate' (stream from the LM), or a fixed 'reply'."""
+    """What to do with a user message: generate (stream from the LM), or a fixed reply."""
 
-    kind: str  # "generate" | "refuse" | "handoff" | "smalltalk" | "empty"
+    kind: Reply
     message: str
     intent: str = "other"
     hits: list[Hit] = field(default_factory=list)
     notice: str = ""
-    text: str = ""  # the fixed reply, when kind is not "generate"
+    text: str = ""  # the fixed reply, when kind is not GENERATE
     prompt: list[dict] = field(default_factory=list)
 
 
@@ -291,16 +302,16 @@ def plan_reply(kb: KnowledgeBase, history: list[dict], message: str, passages: i
                threshold: float = HANDOFF_THRESHOLD) -> Plan:
     text, notice = clean_message(message)
     if not text:
-        return Plan("empty", "")
+        return Plan(Reply.EMPTY, "")
     product = kb.name
     vector = embed([kb.without_name(text)])[0]  # one embedding serves the intent and the search
     intent, _ = tag_intent(text, vector=vector)
     if is_injection(text):
-        return Plan("refuse", text, intent, notice=notice, text=REFUSAL.format(product=product))
+        return Plan(Reply.REFUSE, text, intent, notice=notice, text=REFUSAL.format(product=product))
     if GREETING_RE.match(text):
-        return Plan("smalltalk", text, intent, notice=notice, text=GREETING.format(product=product))
+        return Plan(Reply.SMALLTALK, text, intent, notice=notice, text=GREETING.format(product=product))
     if THANKS_RE.match(text):
-        return Plan("smalltalk", text, intent, notice=notice, text=THANKS)
+        return Plan(Reply.SMALLTALK, text, intent, notice=notice, text=THANKS)
     hits = kb.search(text, k=passages, vector=vector)
     previous = [m["content"] for m in history if m["role"] == "user"][-1:]
     if previous and is_follow_up(text) and (not hits or hits[0].score < threshold):  # "and what does it cost?"
@@ -308,8 +319,8 @@ def plan_reply(kb: KnowledgeBase, history: list[dict], message: str, passages: i
         if follow and (not hits or follow[0].score > hits[0].score):
             hits = follow
     if not hits or hits[0].score < threshold:
-        return Plan("handoff", text, intent, hits, notice, text=HANDOFF)
-    return Plan("generate", text, intent, hits, notice, prompt=build_prompt(product, history, text, hits))
+        return Plan(Reply.HANDOFF, text, intent, hits, notice, text=HANDOFF)
+    return Plan(Reply.GENERATE, text, intent, hits, notice, prompt=build_prompt(product, history, text, hits))
 
 
 def build_prompt(product: str, history: list[dict], message: str, hits: list[Hit], turns: int = 2) -> list[dict]:
@@ -387,6 +398,7 @@ class AnswerStream:
         self.grounded, self.product = grounded, product
         self.dropped, self.fallback, self.leak, self.unanswered, self.repeated = 0, False, False, False, False
         self.usage: llm.Usage | None = None
+        self._generation: llm.Stream | None = None
         self.first_token_s: float | None = None
         self.raw, self.text = "", ""
 
@@ -467,17 +479,25 @@ class AnswerStream:
     def _model_tokens(self) -> Iterator[str]:
         """The chat model's raw text, as it is generated (core.llm, through the registry)."""
         started = time.perf_counter()
-        generation = llm.stream(self.slot, self.plan.prompt,
-                                llm.Sampling(self.max_new_tokens, self.temperature, top_p=0.9, repeat_penalty=1.1))
+        generation = self._generation = llm.stream(
+            self.slot, self.plan.prompt,
+            llm.Sampling(self.max_new_tokens, self.temperature, top_p=0.9, repeat_penalty=1.1))
+        tokens = iter(generation)
         try:
-            for chunk in generation:
+            for chunk in tokens:
                 if self.first_token_s is None:
                     self.first_token_s = time.perf_counter() - started
                 self.raw += chunk
                 yield chunk.replace("**", "")  # Markdown bold from the model would show as literal stars
         finally:
             generation.stop()
+            tokens.close()  # runs the stream's own cleanup, which waits for the model to stop: usage is final
             self.usage = generation.usage
+
+    def stop(self) -> None:
+        """Stop the model at its next token (a client that went away); iteration then ends."""
+        if self._generation is not None:
+            self._generation.stop()
 
 
 def growing(answer: AnswerStream) -> Iterator[str]:

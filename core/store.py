@@ -77,7 +77,7 @@ CREATE TABLE IF NOT EXISTS training_runs (
 
 
 def db_path() -> Path:
-    path = Path(config.setting("db", str(config.ROOT / "data" / "launchpad.sqlite")))
+    path = Path(config.setting("db"))
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 

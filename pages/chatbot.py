@@ -1,7 +1,7 @@
 import streamlit as st
 
 from core import chat, llm, store
-from core.models import registry
+from core.registry import registry
 from pages.common import allow_heavy_call, app_shell, ensure_model, model_credits
 
 app_shell()
@@ -159,11 +159,11 @@ def render(i: int, message: dict) -> None:
                                 f"{chat.as_text(h['answer'])}")
         if message.get("grounding"):
             st.caption(message["grounding"])
-        if message.get("kind") == "handoff":
+        if message.get("kind") == chat.Reply.HANDOFF:
             handoff_form(i, message, question)
         elif message.get("compare"):
             vote(i, message, question)
-        elif message.get("kind") == "generate":
+        elif message.get("kind") == chat.Reply.GENERATE:
             feedback(i, message, question)
 
 
@@ -178,14 +178,14 @@ if prompt is not None:
         st.caption(f"Not sent: {chat.as_text(prompt[:300])}")
         st.stop()
     plan = chat.plan_reply(kb, state.messages, prompt, passages=passages, threshold=threshold)
-    if plan.kind == "empty":
+    if plan.kind == chat.Reply.EMPTY:
         st.toast("Type a question first.")
         st.stop()
     state.messages.append({"role": "user", "content": plan.message, "intent": plan.intent, "notice": plan.notice})
     render(len(state.messages) - 1, state.messages[-1])
     reply = {"role": "assistant", "kind": plan.kind, "intent": plan.intent,
              "hits": [{"question": h.question, "answer": h.answer, "score": h.score} for h in plan.hits]}
-    if plan.kind == "generate" and compare:
+    if plan.kind == chat.Reply.GENERATE and compare:
         answers = [chat.AnswerStream(plan, temperature, max_new_tokens, grounded, kb.name, slot=slot)
                    for slot in ("chat_lm", "chat_lm_b")]
         reply["compare"] = [{"slot": slot, "model": registry.model_name(slot), "content": ""}
@@ -198,17 +198,17 @@ if prompt is not None:
         for side, answer in zip(reply["compare"], answers):
             side["content"], side["grounding"] = answer.text, grounding_note(answer)
         reply["content"] = answers[0].text  # the conversation goes on from model A's answer
-    elif plan.kind == "generate":
+    elif plan.kind == chat.Reply.GENERATE:
         with st.chat_message("assistant", avatar="🤖"):
             answer = chat.AnswerStream(plan, temperature, max_new_tokens, grounded, kb.name)
             with st.spinner("Penny is writing…"):
                 reply["content"] = st.write_stream(answer)
         reply["grounding"] = grounding_note(answer)
         if answer.unanswered or answer.fallback:  # not sure: offer a person beside the closest article
-            reply["kind"] = "handoff"
+            reply["kind"] = chat.Reply.HANDOFF
     else:
         reply["content"] = plan.text
-        if plan.kind == "handoff" and plan.hits:
+        if plan.kind == chat.Reply.HANDOFF and plan.hits:
             reply["hits"] = reply["hits"][:1]  # show the closest entry, so the user sees why
     state.messages.append(reply)
     st.rerun()

@@ -6,9 +6,7 @@ import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
 from core import access, files
-from core.models import registry
-from core.registry import READY, SlotError
-
+from core.registry import READY, SlotError, registry
 
 _shell = threading.local()  # each script run has its own thread
 
@@ -40,7 +38,7 @@ def ensure_model(slot: str) -> bool:
     The box sits in a placeholder that every run renders, loaded or not, so the elements below keep
     their place in the page: otherwise the run after a load would remount them (tabs jump back)."""
     holder = st.empty()
-    if registry.stats(slot)["state"] == READY:
+    if registry.state(slot).state == READY:
         return True
     title = registry.spec(slot).title
     try:
@@ -142,3 +140,4 @@ def allow_heavy_call() -> bool:
                    f"{limiter.seconds:.0f} s for each visitor. Try again in {wait:.0f} s.", icon=":material/timer:")
         return False
     return True
+

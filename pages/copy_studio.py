@@ -2,7 +2,7 @@ import streamlit as st
 
 from core import copywriter, llm, store
 from core.chat import as_text
-from core.models import registry
+from core.registry import registry
 from pages.common import allow_heavy_call, app_shell, ensure_model, model_credits
 
 app_shell()

@@ -42,13 +42,13 @@ def train_own() -> None:
 
 
 def metrics_table(model: risk.RiskModel) -> pd.DataFrame:
-    names = {**risk.MODELS, "gbm_uncalibrated": "Gradient boosting, before calibration"}
+    names = {**risk.METHODS, "gbm_uncalibrated": "Gradient boosting, before calibration"}
     return pd.DataFrame([{"model": names[k], **model.metrics[k]} for k in names]).set_index("model")
 
 
 def roc_chart(test: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
-    for key, name in risk.MODELS.items():
+    for key, name in risk.METHODS.items():
         fpr, tpr = risk.roc_points(test, key)
         fig.add_scatter(x=fpr, y=tpr, name=name, mode="lines")
     fig.add_scatter(x=[0, 1], y=[0, 1], name="chance", mode="lines", line=dict(dash="dot", color="grey"))
@@ -60,7 +60,7 @@ def roc_chart(test: pd.DataFrame) -> go.Figure:
 
 def calibration_chart(test: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
-    for key, name in risk.MODELS.items():
+    for key, name in risk.METHODS.items():
         grouped = risk.calibration_table(test, key)
         fig.add_scatter(x=grouped.predicted, y=grouped.observed, name=name, mode="lines+markers")
     fig.add_scatter(x=[0, 1], y=[0, 1], name="perfect", mode="lines", line=dict(dash="dot", color="grey"))
@@ -70,8 +70,8 @@ def calibration_chart(test: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def score_histogram(test: pd.DataFrame, which: str, limits: tuple[float, float]) -> go.Figure:
-    frame = pd.DataFrame({"score": risk.score_from_pd(test[f"pd_{which}"]),
+def score_histogram(test: pd.DataFrame, method: risk.Method, limits: tuple[float, float]) -> go.Figure:
+    frame = pd.DataFrame({"score": risk.score_from_pd(test[f"pd_{method}"]),
                           "outcome": np.where(test.bad == 1, "bad", "good")})
     fig = px.histogram(frame, x="score", color="outcome", barmode="overlay", nbins=40, opacity=0.7,
                        color_discrete_map={"good": "#2E9E5B", "bad": "#D9534F"})
@@ -96,7 +96,7 @@ def waterfall(base: float, points: pd.Series, score: float) -> go.Figure:
     return fig
 
 
-def applicant_form(model: risk.RiskModel, which: str, limits: tuple[float, float]) -> None:
+def applicant_form(model: risk.RiskModel, method: risk.Method, limits: tuple[float, float]) -> None:
     schema = model.schema
     with st.form("applicant"):
         columns = st.columns(4)
@@ -121,7 +121,7 @@ def applicant_form(model: risk.RiskModel, which: str, limits: tuple[float, float
                if not lo <= values[c] <= hi]
     if outside:
         st.warning("Outside the range seen in training, so the model is extrapolating: " + ", ".join(outside))
-    pd_ = float(model.pd(x, which)[0])
+    pd_ = float(model.probability_of_default(x, method)[0])
     score = float(risk.score_from_pd(pd_))
     decision = str(risk.band(score, limits[1], limits[0]))
     a, b, c = st.columns(3)
@@ -129,20 +129,20 @@ def applicant_form(model: risk.RiskModel, which: str, limits: tuple[float, float
     b.metric("Score", f"{score:.0f} points")
     c.markdown(f"**Decision**  \n:{'green' if decision == 'approve' else 'orange' if decision == 'review' else 'red'}"
                f"-badge[{decision.upper()}]")
-    base, points = model.explain(x, which)
+    base, points = model.explain(x, method)
     reasons = points[points < 0].sort_values().head(4)
     if len(reasons):
         st.markdown("**Reason codes** (what lowered the score most): " + "; ".join(
             f"{name} = {values[name] if isinstance(values[name], str) else f'{values[name]:,.6g}'} "
             f"({pts:+.0f} points)" for name, pts in reasons.items()))
-    method = ("exact scorecard points" if which == "scorecard" else
-              "Shapley values against 64 training applicants, sampled over 12 feature orders")
+    how = ("exact scorecard points" if method == risk.Method.SCORECARD else
+           "Shapley values against 64 training applicants, sampled over 12 feature orders")
     st.plotly_chart(waterfall(base, points, score), width="stretch", key="risk_waterfall")
-    st.caption(f"Per-feature contributions in points ({method}); base + contributions = score.")
+    st.caption(f"Per-feature contributions in points ({how}); base + contributions = score.")
 
 
-def policy_view(model: risk.RiskModel, which: str, limits: tuple[float, float]) -> None:
-    result = risk.policy(model.test, which, approve_at=limits[1], decline_below=limits[0])
+def policy_view(model: risk.RiskModel, method: risk.Method, limits: tuple[float, float]) -> None:
+    result = risk.policy(model.test, method, approve_at=limits[1], decline_below=limits[0])
     cols = st.columns(5)
     cols[0].metric("Approved", f"{result['approve_rate']:.0%}")
     cols[1].metric("Referred for review", f"{result['review_rate']:.0%}")
@@ -151,9 +151,9 @@ def policy_view(model: risk.RiskModel, which: str, limits: tuple[float, float]) 
     cols[4].metric("Observed bad rate, approved", f"{result['observed_bad_rate']:.1%}")
     st.caption(f"On the {len(model.test):,} held-out applicants. Expected: the mean predicted probability of "
                "default among those approved; observed: how many of them actually went bad.")
-    scores = risk.score_from_pd(model.test[f"pd_{which}"].to_numpy())
+    scores = risk.score_from_pd(model.test[f"pd_{method}"].to_numpy())
     grid = np.arange(np.floor(scores.min() / 5) * 5, np.ceil(scores.max() / 5) * 5 + 5, 5)
-    curve = pd.DataFrame([{"approve at": t, **risk.policy(model.test, which, t, min(t, limits[0]))} for t in grid])
+    curve = pd.DataFrame([{"approve at": t, **risk.policy(model.test, method, t, min(t, limits[0]))} for t in grid])
     fig = go.Figure()
     fig.add_scatter(x=curve["approve at"], y=curve.approve_rate, name="approval rate", mode="lines")
     fig.add_scatter(x=curve["approve at"], y=curve.observed_bad_rate, name="bad rate among approved", mode="lines")
@@ -163,13 +163,13 @@ def policy_view(model: risk.RiskModel, which: str, limits: tuple[float, float]) 
     st.plotly_chart(fig, width="stretch", key="risk_policy_curve")
 
 
-def batch_view(model: risk.RiskModel, which: str, limits: tuple[float, float]) -> None:
+def batch_view(model: risk.RiskModel, method: risk.Method, limits: tuple[float, float]) -> None:
     st.download_button("Template CSV (header and one example row)", risk.template(model.schema),
                        file_name="applicants_template.csv", mime="text/csv", on_click="ignore")
     upload = st.file_uploader("Applicants to score (CSV)", type=["csv", "txt"], key="risk_batch_upload")
     if upload is None:
         return
-    key = (upload.file_id, id(model), which, limits)
+    key = (upload.file_id, id(model), method, limits)
     if st.session_state.get("risk_batch", {}).get("key") != key:
         if not allow_heavy_call():
             return
@@ -177,7 +177,7 @@ def batch_view(model: risk.RiskModel, which: str, limits: tuple[float, float]) -
         if frame is None:
             return
         with st.spinner(f"Scoring {len(frame):,} applicants…"):
-            scored, problems = risk.score_batch(model, frame, which, approve_at=limits[1], decline_below=limits[0])
+            scored, problems = risk.score_batch(model, frame, method, approve_at=limits[1], decline_below=limits[0])
         st.session_state.risk_batch = {"key": key, "notices": notices, "scored": scored, "problems": problems}
     result = st.session_state.risk_batch
     scored, problems = result["scored"], result["problems"]
@@ -200,11 +200,11 @@ def batch_view(model: risk.RiskModel, which: str, limits: tuple[float, float]) -
                        mime="text/csv", type="primary", on_click="ignore")
 
 
-def fairness_view(model: risk.RiskModel, which: str, limits: tuple[float, float]) -> None:
+def fairness_view(model: risk.RiskModel, method: risk.Method, limits: tuple[float, float]) -> None:
     options = model.schema.features
     default = next((i for i, c in enumerate(options) if c.lower() == "age"), 0)
     column = st.selectbox("Compare groups by", options, index=default, key="risk_fair_column")
-    table = risk.fairness(model.test, column, which, approve_at=limits[1], decline_below=limits[0])
+    table = risk.fairness(model.test, column, method, approve_at=limits[1], decline_below=limits[0])
     rates = table["approval rate"]
     if rates.max() > 0:
         st.metric("Lowest approval rate ÷ highest", f"{rates.min() / rates.max():.2f}",
@@ -234,7 +234,7 @@ model = sample_or_own_model("credit_risk", (SAMPLE, OWN), "risk_data", train_own
                             "Upload past applicants with their outcome, pick the outcome column, and train.")
 
 left, right = st.columns([1, 2])
-which = left.radio("Model", list(risk.MODELS), format_func=risk.MODELS.get, key="risk_which")
+method = risk.Method(left.radio("Model", list(risk.METHODS), format_func=risk.METHODS.get, key="risk_method"))
 limits = right.slider("Policy: decline below, approve at (score)", 400, 700, (500, 540), step=5, key="risk_limits")
 right.caption(f"Decline below {limits[0]} (probability of default above {risk.pd_from_score(limits[0]):.0%}); "
               f"approve at {limits[1]} and above (below {risk.pd_from_score(limits[1]):.0%}); review in between.")
@@ -253,15 +253,15 @@ with tabs[0]:
     a, b = st.columns(2)
     a.plotly_chart(roc_chart(model.test), width="stretch", key="risk_roc")
     b.plotly_chart(calibration_chart(model.test), width="stretch", key="risk_cal")
-    st.plotly_chart(score_histogram(model.test, which, limits), width="stretch", key="risk_hist")
+    st.plotly_chart(score_histogram(model.test, method, limits), width="stretch", key="risk_hist")
 with tabs[1]:
-    applicant_form(model, which, limits)
+    applicant_form(model, method, limits)
 with tabs[2]:
-    policy_view(model, which, limits)
+    policy_view(model, method, limits)
 with tabs[3]:
-    batch_view(model, which, limits)
+    batch_view(model, method, limits)
 with tabs[4]:
-    fairness_view(model, which, limits)
+    fairness_view(model, method, limits)
 with tabs[5]:
     st.caption("The logistic scorecard in full: each applicant gets the base points plus one row per feature.")
     st.metric("Base points", f"{model.scorecard.base_points:.0f}")

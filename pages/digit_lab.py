@@ -5,11 +5,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import digits, store, vision
-from core.registry import READY, SlotError
+from core.registry import READY, SlotError, registry
 from pages.common import allow_heavy_call, app_shell
 
 app_shell()
-registry = digits.registry_for_slot()
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif"]
 BLUE, ORANGE = "#5B5BD6", "#E8833A"
 
@@ -57,7 +56,7 @@ def probability_chart(probs) -> go.Figure:
 
 def model_ready() -> bool:
     """Load the slot inside a status box (a first load trains the model: about a minute)."""
-    if registry.stats(digits.SLOT)["state"] == READY:
+    if registry.state(digits.SLOT).state == READY:
         return True
     holder = st.empty()
     try:
@@ -213,7 +212,7 @@ with right:
 st.header("4 · Smaller and faster")
 variants = [v for v in meta.get("variants", []) if "error" not in v]
 serving = {"onnx": "ONNX Runtime (fp32)", "int8": "ONNX Runtime (int8)"}.get(
-    digits.config.setting("digits_runtime", "onnx"), "PyTorch")
+    digits.config.setting("digits_runtime"), "PyTorch")
 for v in meta.get("variants", []):
     if "error" in v:
         st.warning(f"The {v['variant']} variant could not be built: {v['error']}", icon=":material/warning:")

@@ -1,7 +1,7 @@
 import streamlit as st
 
 from core.demos import DEMOS
-from core.models import registry
+from core.registry import registry
 from pages.common import app_shell
 
 app_shell()

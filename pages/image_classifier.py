@@ -66,7 +66,7 @@ with recognise:
                 left, right = st.columns([1, 2])
                 left.image(picture.image, caption=picture.name, width="stretch")
                 right.markdown(f"**{top5[0][0]}** · {top5[0][1]:.0%} confident")
-                right.plotly_chart(probability_chart([l for l, _ in top5], [p for _, p in top5], "ImageNet class"),
+                right.plotly_chart(probability_chart([label for label, _ in top5], [p for _, p in top5], "ImageNet class"),
                                    width="stretch", key=f"chart-{picture.name}-{id(picture)}")
                 if picture.notes:
                     right.caption("Note: " + "; ".join(picture.notes))

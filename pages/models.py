@@ -2,8 +2,8 @@ import pandas as pd
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from core.models import registry
-from core.registry import SlotError
+from core import catalog
+from core.registry import READY, SlotError, registry
 from pages.common import app_shell
 
 app_shell()
@@ -20,59 +20,60 @@ live = st.toggle("Live figures (refresh every 2 s)", value=True, key="models_liv
 
 @st.fragment(run_every=2 if live else None)
 def figures() -> None:
-    stats = registry.all_stats()
-    used = sum(s["bytes"] for s in stats)
+    stats = [registry.state(n) for n in catalog.slots()]
+    used = sum(s.bytes for s in stats)
     budget = registry.memory_budget_bytes
     st.progress(min(used / budget, 1.0),
                 text=f"Resident weights: {used / 2**20:,.0f} MB of a {budget / 2**20:,.0f} MB budget")
     table = pd.DataFrame([{
-        "Slot": s["slot"], "Model": s["model"], "State": s["state"], "Runtime": s["runtime"] or "torch",
-        "Device": s["device"], "Dtype": s["dtype"],
-        "Params (M)": s["parameters"] / 1e6 if s["parameters"] else None,
-        "Memory (MB)": s["bytes"] / 2**20 if s["bytes"] else None,
-        "Load (s)": s["load_seconds"], "Loads": s["loads"], "Calls": s["calls"],
-        "p50 (ms)": s["p50_ms"], "p95 (ms)": s["p95_ms"], "Mean batch": s["mean_batch"],
-        "Note": s["fallback"] or s["progress"] or s["last_error"],
+        "Slot": s.slot, "Model": s.model, "State": s.state, "Runtime": s.runtime or "torch",
+        "Device": s.device, "Dtype": s.dtype,
+        "Params (M)": s.parameters / 1e6 if s.parameters else None,
+        "Memory (MB)": s.bytes / 2**20 if s.bytes else None,
+        "Load (s)": s.load_seconds, "Trained (s)": s.train_seconds or None, "Loads": s.loads,
+        "Calls": s.calls, "Errors": s.errors,
+        "p50 (ms)": s.p50_ms, "p95 (ms)": s.p95_ms, "Mean batch": s.mean_batch,
+        "Note": s.fallback or s.progress or s.last_error,
     } for s in stats])
     st.dataframe(table, hide_index=True, width="stretch", column_config={
         c: st.column_config.NumberColumn(format="%.1f")
-        for c in ("Params (M)", "Memory (MB)", "Load (s)", "p50 (ms)", "p95 (ms)", "Mean batch")})
+        for c in ("Params (M)", "Memory (MB)", "Load (s)", "Trained (s)", "p50 (ms)", "p95 (ms)", "Mean batch")})
     st.caption("Batching: " + ("on: concurrent requests from different visitors share one model call"
                                if registry.batching else "off (LAUNCHPAD_BATCHING=off)"))
 
 
 figures()
-stats = registry.all_stats()
+stats = [registry.state(n) for n in catalog.slots()]
 for s in stats:
     with st.container(border=True):
         left, right = st.columns([3, 2])
-        left.markdown(f"**{s['title']}** · {s['model']} · `{s['slot']}` · {s['task']} · _{s['state']}_"
-                      + (f" · loaded {s['loads']}× in this process" if s["loads"] else ""))
-        left.caption(f"{s['provenance']}  \nSource: `{s['source']}`  \nLicence: {s['licence']}")
+        left.markdown(f"**{s.title}** · {s.model} · `{s.slot}` · {s.task} · _{s.state}_"
+                      + (f" · loaded {s.loads}× in this process" if s.loads else ""))
+        left.caption(f"{s.provenance}  \nSource: `{s.source}`  \nLicence: {s.licence}")
         load, warm, unload = right.columns(3)
         try:
-            if load.button("Load", key=f"load-{s['slot']}", width="stretch"):
-                with st.spinner(f"Loading {s['title']}…"):
-                    registry.load(s["slot"])
+            if load.button("Load", key=f"load-{s.slot}", width="stretch"):
+                with st.spinner(f"Loading {s.title}…"):
+                    registry.load(s.slot)
                 st.rerun()
-            if warm.button("Warm up", key=f"warm-{s['slot']}", width="stretch"):
-                with st.spinner(f"Warming up {s['title']}…"):
-                    seconds = registry.warmup(s["slot"])
-                st.toast(f"{s['title']} warmed up: one inference took {seconds * 1000:.0f} ms")
-            if unload.button("Unload", key=f"unload-{s['slot']}", width="stretch", disabled=s["state"] != "ready"):
-                registry.unload(s["slot"])
+            if warm.button("Warm up", key=f"warm-{s.slot}", width="stretch"):
+                with st.spinner(f"Warming up {s.title}…"):
+                    seconds = registry.warmup(s.slot)
+                st.toast(f"{s.title} warmed up: one inference took {seconds * 1000:.0f} ms")
+            if unload.button("Unload", key=f"unload-{s.slot}", width="stretch", disabled=s.state != READY):
+                registry.unload(s.slot)
                 st.rerun()
         except SlotError as exc:
             st.error(f"{exc.reason}.  \n**Fix:** {exc.fix}", icon=":material/error:")
-        if s["last_error"]:
-            st.error(s["last_error"], icon=":material/error:")
+        if s.last_error:
+            st.error(s.last_error, icon=":material/error:")
 
-loaded = [s for s in stats if s["load_seconds"] is not None]
+loaded = [s for s in stats if s.load_seconds is not None]
 if loaded:
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Last load time", "Resident memory"))
-    names = [s["slot"] for s in loaded]
-    fig.add_bar(x=names, y=[s["load_seconds"] for s in loaded], name="load (s)", row=1, col=1)
-    fig.add_bar(x=names, y=[s["bytes"] / 2**20 for s in loaded], name="memory (MB)", row=1, col=2)
+    names = [s.slot for s in loaded]
+    fig.add_bar(x=names, y=[s.load_seconds for s in loaded], name="load (s)", row=1, col=1)
+    fig.add_bar(x=names, y=[s.bytes / 2**20 for s in loaded], name="memory (MB)", row=1, col=2)
     fig.update_xaxes(title_text="Model slot")
     fig.update_yaxes(title_text="Seconds", row=1, col=1)
     fig.update_yaxes(title_text="MB (weights and buffers)", row=1, col=2)

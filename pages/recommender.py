@@ -3,8 +3,14 @@ import plotly.express as px
 import streamlit as st
 
 from core import recommender
-from pages.common import (allow_heavy_call, app_shell, ensure_model, model_credits, read_uploaded_csv,
-                          sample_or_own_model)
+from pages.common import (
+    allow_heavy_call,
+    app_shell,
+    ensure_model,
+    model_credits,
+    read_uploaded_csv,
+    sample_or_own_model,
+)
 
 app_shell()
 SAMPLE, OWN = "Sample: MovieLens, 100,004 ratings", "Your own interactions (CSV)"
@@ -74,7 +80,7 @@ def evaluation(model: recommender.Recommender) -> None:
                f"{meta['test_ratings']:,} ratings; trained on the other {meta['train_ratings']:,}. Every held-out "
                "movie counts as relevant; movies a user rated in training are never recommended to them.")
     table = pd.DataFrame(model.metrics).T.drop(columns="users")
-    table.index = [recommender.MODELS[k] for k in table.index]
+    table.index = [recommender.METHODS[k] for k in table.index]
     st.dataframe(table, column_config={c: st.column_config.NumberColumn(format="%.3f") for c in table.columns})
     long = table.drop(columns="coverage").reset_index(names="model").melt("model", var_name="metric")
     fig = px.bar(long, x="metric", y="value", color="model", barmode="group")
@@ -93,7 +99,7 @@ model = sample_or_own_model("recommender", (SAMPLE, OWN), "rec_data", train_own,
                             "Upload interactions (and, if you have it, item metadata), then train.")
 
 left, right = st.columns([3, 1])
-which = left.radio("Model", list(recommender.MODELS), format_func=recommender.MODELS.get, horizontal=True,
+which = left.radio("Model", list(recommender.METHODS), format_func=recommender.METHODS.get, horizontal=True,
                    key="rec_model")
 genre = right.selectbox("Genre", [ALL_GENRES] + model.genres, key="rec_genre")
 genre = None if genre == ALL_GENRES else genre

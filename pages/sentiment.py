@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import sentiment, store
-from core.models import registry
+from core.registry import registry
 from pages.common import allow_heavy_call, app_shell, ensure_model, model_credits, read_uploaded_csv
 
 app_shell()
@@ -26,7 +26,7 @@ def highlight(words: list[tuple[str, float]], label: str) -> str:
 
 
 def probability_chart(probs) -> go.Figure:
-    fig = go.Figure(go.Bar(x=list(sentiment.LABELS), y=probs, marker_color=[COLOURS[l] for l in sentiment.LABELS],
+    fig = go.Figure(go.Bar(x=list(sentiment.LABELS), y=probs, marker_color=[COLOURS[label] for label in sentiment.LABELS],
                            text=[f"{p:.0%}" for p in probs], textposition="auto"))
     fig.update_layout(height=260, margin=dict(t=10, b=10), xaxis_title="Sentiment",
                       yaxis=dict(title="Probability", range=[0, 1], tickformat=".0%"))

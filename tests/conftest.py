@@ -1,6 +1,9 @@
+import inspect
 import os
 import pathlib
 import tempfile
+
+import pytest
 
 # Tests never touch the network: defaults load from installed wheels, overrides from local folders.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -41,3 +44,26 @@ def _mirror_a_running_server() -> None:
 
 
 _mirror_a_running_server()
+
+
+KINDS = ("unit", "page", "browser")
+# module fixtures that train or start a real model (10-20 s each on 2 cores): their tests are slow
+SLOW_FIXTURES = {"model", "trained", "movielens_model", "server"}
+
+
+def pytest_collection_modifyitems(items):
+    """Each test gets one of unit/page/browser: its own mark, else browser for a test that takes the Chromium
+    `browser` fixture, page for one in test_pages.py, named test_page_*, or creating an AppTest, unit otherwise; slow as well when it
+    takes a fixture that trains or starts a real model."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+        if any(item.get_closest_marker(k) for k in KINDS):
+            continue
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
+        elif (item.module.__name__ == "test_pages" or item.name.startswith("test_page")
+              or "AppTest" in inspect.getsource(item.function)):
+            item.add_marker(pytest.mark.page)
+        else:
+            item.add_marker(pytest.mark.unit)

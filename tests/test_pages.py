@@ -2,9 +2,9 @@
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core import catalog  # noqa: F401  (declares every model slot)
 from core.demos import DEMOS
-from core.models import registry
-from core.registry import NOT_LOADED, READY
+from core.registry import NOT_LOADED, READY, registry
 
 TIMEOUT = 120  # a page may load a model on first use
 
@@ -19,7 +19,7 @@ def test_home_renders_without_loading_any_model():
     at = app().run()
     assert not at.exception
     assert at.title[0].value.startswith("🚀 Launchpad")
-    assert all(s["state"] == NOT_LOADED for s in registry.all_stats())
+    assert all(s.state == NOT_LOADED for s in registry.states())
 
 
 @pytest.mark.parametrize("page", [d.page for d in DEMOS] + ["pages/models.py"])
@@ -41,7 +41,7 @@ def test_models_page_loads_and_unloads_a_slot_with_its_buttons():
     assert table.loc["embedder", "Memory (MB)"] > 50
     assert any("Licence" in c.value for c in at.caption)
     at.button(key="warm-embedder").click().run()
-    assert registry.stats("embedder")["calls"] >= 1
+    assert registry.state("embedder").calls >= 1
     at.button(key="unload-embedder").click().run()
     assert at.dataframe[0].value.set_index("Slot").loc["embedder", "State"] == NOT_LOADED
 

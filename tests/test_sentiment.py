@@ -8,7 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import files, sentiment, store
-from core.models import registry
+from core.registry import registry
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +33,7 @@ def test_training_on_a_subset_writes_model_metrics_and_fingerprint(trained):
     assert not list(folder.parent.glob(".tmp-sentiment-*"))
 
 
+@pytest.mark.slow
 def test_the_fine_tuning_path_updates_the_encoder_and_saves_a_loadable_model(monkeypatch, tmp_path):
     import torch
     from transformers import AutoModel
@@ -44,10 +45,9 @@ def test_the_fine_tuning_path_updates_the_encoder_and_saves_a_loadable_model(mon
     original = AutoModel.from_pretrained(sentiment._encoder_source()).state_dict()
     tuned = AutoModel.from_pretrained(tmp_path / "sentiment" / "encoder").state_dict()
     assert any(not torch.equal(original[k], tuned[k]) for k in original if original[k].is_floating_point())
-    from core.models import SLOTS
     from core.registry import Registry
 
-    bundle = Registry(SLOTS).get("sentiment")
+    bundle = Registry(registry.specs()).get("sentiment")
     assert bundle.meta["mode"] == "finetune"
 
 
@@ -89,7 +89,7 @@ def test_concurrent_single_texts_are_batched_and_equal_single_calls(trained):
     alone = [sentiment.predict([t])[0] for t in texts]
     together = concurrently(lambda t: sentiment.predict([t])[0], texts)
     np.testing.assert_allclose(np.stack(together), np.stack(alone), atol=1e-5)
-    assert registry.stats("sentiment")["mean_batch"] > 1
+    assert registry.state("sentiment").mean_batch > 1
 
 
 def test_occlusion_finds_the_word_that_carries_the_sentiment(trained):
@@ -132,6 +132,7 @@ def test_a_csv_without_a_text_column_is_recognised():
     assert sentiment.text_columns(frame) == []
 
 
+@pytest.mark.slow
 def test_ten_thousand_rows_score_with_progress(trained):
     frame = pd.DataFrame({"text": [f"@united flight {i} was {'great' if i % 2 else 'late'}" for i in range(10_000)]})
     seen = []
@@ -147,7 +148,7 @@ def test_corrections_are_stored_and_folded_into_retraining(trained):
     before, after = sentiment.retrain_with_corrections()
     assert after["corrections"] == len(store.corrections()) >= 1
     assert after["n_train"] == before["n_train"] + 3 * (after["corrections"] - before["corrections"])
-    assert registry.stats("sentiment")["state"] == "not loaded"  # reloads the new model on next use
+    assert registry.state("sentiment").state == "not loaded"  # reloads the new model on next use
 
 
 # --- the page ----------------------------------------------------------------------------------------

@@ -1,13 +1,16 @@
-"""Issue 5: pretrained top-5, custom classes, and every kind of bad image input."""
+"""core.vision: the image_classifier slot (packaged weights and overrides), top-5, custom classes, and every
+kind of bad image input."""
 import io
 
 import numpy as np
 import pytest
 import skimage.data
+import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core import vision
+from core.registry import Registry, registry
 
 
 def encode(img: Image.Image, fmt: str, **kw) -> bytes:
@@ -33,7 +36,7 @@ def test_batched_and_single_results_agree():
     batched = vision.classify([COFFEE, CHELSEA], k=3)
     single = [vision.classify([img], k=3)[0] for img in (COFFEE, CHELSEA)]
     for b, s in zip(batched, single):
-        assert [l for l, _ in b] == [l for l, _ in s]
+        assert [label for label, _ in b] == [label for label, _ in s]
         assert np.allclose([p for _, p in b], [p for _, p in s], atol=1e-4)
 
 
@@ -164,3 +167,42 @@ def test_page_trains_a_custom_classifier_from_uploads():
     at.file_uploader(key="custom-trials").set_value([("t.png", encode(synthetic("stripes", 77), "PNG"), "image/png")])
     at.run()
     assert any(m.value.startswith("**stripes**") for m in at.markdown)
+
+
+# --- the slot: packaged weights and a transformers override ----------------------------------
+
+@pytest.mark.parametrize("name, expected", [("coffee", "espresso")])
+def test_image_classifier_recognises_a_sample_photo(name, expected):
+    import skimage.data
+    from PIL import Image
+
+    from core.efficientnet import MEAN, STD
+
+    image = Image.fromarray(getattr(skimage.data, name)()).convert("RGB").resize((224, 224), Image.BICUBIC)
+    x = (torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1) - MEAN) / STD
+    bundle = registry.get("image_classifier")
+    with torch.inference_mode():
+        top = bundle.model(x[None]).argmax(-1).item()
+    assert bundle.meta["labels"][top] == expected
+
+
+def test_image_classifier_override_from_a_local_transformers_folder(monkeypatch, tmp_path):
+    """A user's own image model: a tiny ViT the test builds and saves, loaded through the same slot."""
+    from PIL import Image
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    from core import vision
+
+    config_ = ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
+                        image_size=32, patch_size=8, num_labels=2, id2label={0: "cat", 1: "cup"},
+                        label2id={"cat": 0, "cup": 1})
+    torch.manual_seed(0)
+    ViTForImageClassification(config_).save_pretrained(tmp_path)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path)
+    monkeypatch.setenv("LAUNCHPAD_IMAGE_CLASSIFIER", str(tmp_path))
+    fresh = Registry(registry.specs())
+    monkeypatch.setattr(vision, "registry", fresh)
+    (top,) = vision.classify([Image.new("RGB", (50, 40), (200, 30, 30))], k=2)
+    assert {label for label, _ in top} == {"cat", "cup"} and abs(sum(p for _, p in top) - 1) < 1e-5
+    assert vision.features([Image.new("RGB", (8, 8))]).shape == (1, 32)
+    assert "override" in fresh.state("image_classifier").source
