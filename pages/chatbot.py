@@ -2,7 +2,7 @@ import streamlit as st
 
 from core import chat, llm, store
 from core.registry import registry
-from pages.common import allow_heavy_call, app_shell, ensure_model, model_credits
+from pages.common import allow_heavy_call, api_help, app_shell, ensure_model, model_credits
 
 app_shell()
 
@@ -32,6 +32,7 @@ st.caption("Penny answers customer questions from a help centre, cites her sourc
            "when she doesn't know.")
 model_credits("chat_lm", *(["chat_lm_b"] if compare else []), "embedder", data="sample FAQ of Pennant, a fictional invoicing startup, written for "
               "Launchpad (CC0); intent examples written for Launchpad (CC0).")
+api_help("chatbot", "embeddings")
 if not (ensure_model("embedder") and ensure_model("chat_lm") and (not compare or ensure_model("chat_lm_b"))):
     st.stop()
 

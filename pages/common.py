@@ -141,3 +141,30 @@ def allow_heavy_call() -> bool:
         return False
     return True
 
+
+def api_help(*examples: str) -> None:
+    """The "Use via API" expander: core.api's curl and Python examples for this demo (tests/test_api.py runs
+    exactly these against a live server), with this server's address filled in."""
+    from urllib.parse import urlsplit
+
+    from core import api
+
+    try:
+        url = urlsplit(st.context.url or "")
+        base = f"{url.scheme}://{url.netloc}" if url.scheme and url.netloc else "http://localhost:8501"
+    except Exception:  # no browser context (AppTest)
+        base = "http://localhost:8501"
+    with st.expander("Use via API", icon=":material/api:"):
+        if api.keys_required():
+            st.caption("Sign-in is on, so the API needs a key: set `LAUNCHPAD_API_KEY` to the one you were given "
+                       "(an admin makes one with `python -m core.api key NAME`).")
+        else:
+            st.caption("🔓 **Open access**: the API is open to anyone who can reach this server, like the app. "
+                       "Configure sign-in to require keys (README, HTTP API).")
+        for name in examples:
+            example = api.EXAMPLES[name]
+            curl, python = example.filled(base)
+            st.markdown(f"`{example.route}` · schema and a try-it page: [{base}/api/v1/docs]({base}/api/v1/docs)")
+            shell, code = st.tabs(["curl", "Python"])
+            shell.code(curl, language="bash")
+            code.code(python, language="python")

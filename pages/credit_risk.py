@@ -5,7 +5,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import risk
-from pages.common import allow_heavy_call, app_shell, model_credits, read_uploaded_csv, sample_or_own_model
+from pages.common import allow_heavy_call, api_help, app_shell, model_credits, read_uploaded_csv, sample_or_own_model
 
 app_shell()
 BAND_COLOURS = {"approve": "#2E9E5B", "review": "#E0A030", "decline": "#D9534F", "not scored": "#8C8C8C"}
@@ -229,6 +229,7 @@ st.caption("Probability of default from two models we train here, turned into a 
            "good:bad odds, 20 points to double the odds), an approve / review / decline policy, reason codes, "
            "batch scoring and a fairness check.")
 model_credits("credit_risk", data=risk.SAMPLE_CREDIT)
+api_help("credit_risk")
 
 model = sample_or_own_model("credit_risk", (SAMPLE, OWN), "risk_data", train_own, "risk_own",
                             "Upload past applicants with their outcome, pick the outcome column, and train.")

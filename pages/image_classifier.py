@@ -4,7 +4,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import vision
-from pages.common import allow_heavy_call, app_shell, ensure_model, model_credits
+from pages.common import allow_heavy_call, api_help, app_shell, ensure_model, model_credits
 
 app_shell()
 IMAGE_TYPES = ["jpg", "jpeg", "png", "gif", "webp", "bmp", "tif", "tiff"]
@@ -32,6 +32,7 @@ def probability_chart(labels: list[str], probs: list[float], axis: str) -> go.Fi
 st.title("🖼️ Image classifier")
 st.caption("Recognise 1,000 everyday objects and animals, or teach it your own classes from a few examples.")
 model_credits("image_classifier", data="sample photos from scikit-image (BSD-3-Clause).")
+api_help("image_classifier")
 if not ensure_model("image_classifier"):
     st.stop()
 

