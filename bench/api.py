@@ -11,9 +11,7 @@ with the rate limit off (LAUNCHPAD_RATE_LIMIT=0/60) and open access. Run it on a
 import argparse
 import io
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -25,6 +23,7 @@ import httpx2 as httpx  # noqa: E402
 
 from core import api, chat, embeddings, recommender, risk, sentiment, vision  # noqa: E402
 from core.registry import registry  # noqa: E402
+from tests.servers import streamlit_server  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = "@united my flight was delayed three hours and nobody told us anything"
@@ -128,24 +127,10 @@ def first_text_over_http(client) -> float:
     raise RuntimeError("the stream ended without text")
 
 
-def start_server() -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, LAUNCHPAD_RATE_LIMIT="0/60", LAUNCHPAD_PASSWORD="", LAUNCHPAD_USERS="")
-    log = open(ROOT / "model_store" / "logs" / "bench-api-server.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                             "--server.address", "127.0.0.1", "--server.headless", "true"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(240):
-        try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    proc.kill()
-    raise SystemExit("the server did not start; see model_store/logs/bench-api-server.log")
+def start_server():
+    """The app on a free port, with no rate limit and open access (a context manager yielding its URL)."""
+    return streamlit_server(ROOT / "model_store" / "logs" / "bench-api-server.log", LAUNCHPAD_RATE_LIMIT="0/60",
+                            LAUNCHPAD_PASSWORD="", LAUNCHPAD_USERS="")
 
 
 def main() -> None:
@@ -171,8 +156,7 @@ def main() -> None:
     for slot in registry.slots():  # free this process's memory and llama.cpp child before the server starts
         registry.unload(slot)
 
-    proc, base = start_server()
-    try:
+    with start_server() as base:
         there = over_http(photo)
         with httpx.Client(base_url=base, timeout=600) as warm:
             for call in there.values():
@@ -181,9 +165,6 @@ def main() -> None:
         for route, call in there.items():
             for clients in args.clients:
                 results[("HTTP", route, clients)] = load(call, clients, args.seconds, base)
-    finally:
-        proc.terminate()
-        proc.wait(15)
 
     print(f"\n{'route':<20}{'clients':>8}{'':>4}{'in process req/s':>17}{'p50 ms':>9}{'p95 ms':>9}"
           f"{'':>4}{'HTTP req/s':>11}{'p50 ms':>9}{'p95 ms':>9}{'overhead':>10}")

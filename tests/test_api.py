@@ -5,7 +5,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import httpx2 as httpx
 import pytest
+from servers import ServerDidNotStart, streamlit_server
 
 from core import api
 
@@ -35,37 +35,16 @@ def metric(text: str, name: str, **labels) -> float:
 
 @pytest.fixture(scope="module")
 def server():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", LAUNCHPAD_PASSWORD="ui-password",
+    log_path = LOGS / "api-server.log"
+    env = dict(LAUNCHPAD_PASSWORD="ui-password",
                LAUNCHPAD_API_KEYS=f"tests:{api.hash_key(KEY)},burst:{api.hash_key(BURST_KEY)}",
                LAUNCHPAD_RATE_LIMIT=f"{RATE}/60", LAUNCHPAD_API_MAX_BODY_MB=str(MAX_BODY_MB),
                LAUNCHPAD_API_READY_SLOTS="embedder")
-    LOGS.mkdir(parents=True, exist_ok=True)
-    log_path = LOGS / "api-server.log"
-    log = open(log_path, "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                             "--server.address", "127.0.0.1", "--server.headless", "true"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(120):
-        try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
-        if proc.poll() is not None:
-            break
-    else:
-        proc.kill()
-        pytest.fail("the server did not start:\n" + log_path.read_text(errors="replace"))
-    if proc.poll() is not None:
-        pytest.fail("the server exited:\n" + log_path.read_text(errors="replace"))
-    yield base
-    proc.terminate()
-    proc.wait(15)
-    log.close()
+    try:
+        with streamlit_server(log_path, **env) as base:
+            yield base
+    except ServerDidNotStart as exc:
+        pytest.fail(str(exc))
     assert "Traceback" not in log_path.read_text(errors="replace"), "the server logged a traceback: see " + str(log_path)
 
 

@@ -4,15 +4,12 @@ Screenshots of every page land in artifacts/screenshots/ for a person to look at
 """
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 import warnings
 from pathlib import Path
 
 import pytest
+from servers import ServerDidNotStart, streamlit_server
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "artifacts" / "screenshots"
@@ -24,31 +21,11 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def server():
     """A fresh app process: no page has been visited yet (this matters for deep links)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    # the server's output goes to a file, kept for reading after a failure (an unread pipe would block the
-    # server once 64 KB of output had piled up; a whole run writes about 1 KB today)
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    log = open(SHOTS / "server.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                             "--server.address", "127.0.0.1", "--server.headless", "true"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(120):
-        try:
-            if urllib.request.urlopen(url + "/_stcore/health", timeout=1).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("streamlit did not start:\n" + (SHOTS / "server.log").read_text(errors="replace"))
-    yield url
-    proc.terminate()
-    proc.wait(10)
-    log.close()
+    try:
+        with streamlit_server(SHOTS / "server.log") as url:
+            yield url
+    except ServerDidNotStart as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="module")
