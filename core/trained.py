@@ -6,18 +6,24 @@ data is and how to fingerprint it. The slot's loader calls `ready(progress)`: it
 missing, was written by older training code, or was trained on other data, and returns the folder with how long
 training took. Trainers write through `saving()` (one rename: a crash never leaves a half-written model) and
 log each run with `record()` (the Training runs page).
+
+`start_job(slot, work)` runs a training in a background thread that belongs to no visitor (one per slot at a time;
+pages poll `current_job(slot)`); `SHUTDOWN` is set when the interpreter exits, and long training loops check it.
 """
 from __future__ import annotations
 
+import atexit
 import json
+import threading
 import time
+import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
 from core import config, store
-from core.registry import Kind, Progress, SlotError, Source
+from core.registry import Kind, Progress, SlotError, Source, registry
 
 META = "meta.json"
 
@@ -84,3 +90,90 @@ class TrainedModel:
     def record(self, params: dict, fingerprint: str, seconds: float, metrics: dict, model: str, **more) -> None:
         """Log a run of the slot's own model (a visitor's own-data model is not logged)."""
         store.record_training_run(self.slot, params, fingerprint, seconds, metrics, model=model, **more)
+
+
+# --- training apart from any visitor's script run ------------------------------------------------------
+
+@dataclass
+class TrainingJob:
+    """One training run in a background thread. Pages poll it; closing the tab does not stop it."""
+
+    slot: str
+    params: dict
+    started_by: str = ""
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    state: str = "running"  # running | done | failed
+    message: str = "Starting"
+    fraction: float = 0.0
+    history: list = field(default_factory=list)  # what the trainer appends as it goes (digits: learning curves)
+    before: dict | None = None  # the stored model's metadata when the run started
+    meta: dict | None = None  # what the run saved
+    error: str = ""
+    started: float = field(default_factory=time.time)
+    finished: float | None = None
+    thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    def progress(self, message: str, fraction: float | None = None) -> None:
+        self.message = message
+        if fraction is not None:
+            self.fraction = float(fraction)
+
+    def wait(self, timeout: float | None = None) -> "TrainingJob":
+        if self.thread is not None:
+            self.thread.join(timeout)
+        return self
+
+
+SHUTDOWN = threading.Event()
+_JOBS: dict[str, TrainingJob] = {}
+_JOBS_LOCK = threading.Lock()
+
+
+@atexit.register
+def _stop_training_at_exit() -> None:
+    """A training thread still inside torch when the interpreter finalises aborts the process ("terminate
+    called without an active exception", exit 134, seen at the end of a test run): ask it to stop at its
+    next batch and wait for it."""
+    SHUTDOWN.set()
+    threads = [job.thread for job in list(_JOBS.values()) if job.thread is not None] + registry.preparing()
+    for thread in threads:
+        thread.join(timeout=30)
+
+
+def current_job(slot: str) -> TrainingJob | None:
+    """The slot's latest training run in this process (running or finished), if any."""
+    return _JOBS.get(slot)
+
+
+def start_job(slot: str, work: Callable[[TrainingJob], dict], started_by: str = "", params: dict | None = None,
+              on_done: Callable[[TrainingJob], None] | None = None) -> TrainingJob:
+    """Run `work(job)` (it trains, saves and returns the metadata saved) in a background thread, or return the
+    slot's run already going (two visitors who click Train together watch the same run). The slot is unloaded
+    when it finishes, so the next call loads the new model; a failure is kept on the job, the store untouched."""
+    with _JOBS_LOCK:
+        job = _JOBS.get(slot)
+        if job is not None and job.running:
+            return job
+        job = TrainingJob(slot=slot, params=dict(params or {}), started_by=started_by)
+
+        def run():
+            try:
+                job.meta = work(job)
+                registry.unload(slot)
+                job.state = "done"
+            except BaseException as exc:  # shown on the page; the stored model is left as it was
+                job.error = f"{type(exc).__name__}: {exc}"
+                job.state = "failed"
+            finally:
+                job.finished = time.time()
+                if on_done is not None:
+                    on_done(job)
+
+        job.thread = threading.Thread(target=run, name=f"training-{slot}-{job.id}", daemon=True)
+        _JOBS[slot] = job
+        job.thread.start()
+        return job

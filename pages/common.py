@@ -35,6 +35,8 @@ def app_shell() -> None:
 
 def ensure_model(slot: str) -> bool:
     """Load a slot on first use inside a status box; on failure show why and how to fix it.
+    The load runs in the registry's own background thread (registry.prepare): this run only watches it, so
+    a visitor who closes the tab or presses Stop mid-way leaves it running for the next visitor.
     The box sits in a placeholder that every run renders, loaded or not, so the elements below keep
     their place in the page: otherwise the run after a load would remount them (tabs jump back)."""
     holder = st.empty()
@@ -43,7 +45,8 @@ def ensure_model(slot: str) -> bool:
     title = registry.spec(slot).title
     try:
         with holder.status(f"Loading {title}…") as box:
-            registry.get(slot, progress=lambda message: box.update(label=message))
+            while not registry.wait(slot, timeout=0.5):
+                box.update(label=registry.state(slot).progress or f"Loading {title}…")
             box.update(label=f"{title} is ready", state="complete", expanded=False)
         return True
     except SlotError as exc:

@@ -5,8 +5,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import digits, store, vision
-from core.registry import READY, SlotError, registry
-from pages.common import allow_heavy_call, app_shell
+from core.registry import registry
+from pages.common import allow_heavy_call, app_shell, ensure_model
 
 app_shell()
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif"]
@@ -52,22 +52,6 @@ def probability_chart(probs) -> go.Figure:
     fig.update_layout(height=260, margin=dict(t=10, b=10), xaxis=dict(title="Digit", type="category", dtick=1),
                       yaxis=dict(title="Probability", range=[0, 1.15], tickformat=".0%"))
     return fig
-
-
-def model_ready() -> bool:
-    """Load the slot inside a status box (a first load trains the model: about a minute)."""
-    if registry.state(digits.SLOT).state == READY:
-        return True
-    holder = st.empty()
-    try:
-        with holder.status("Loading the digit model…") as box:
-            registry.get(digits.SLOT, progress=lambda message: box.update(label=message))
-            box.update(label="The digit model is ready", state="complete", expanded=False)
-        holder.empty()
-        return True
-    except SlotError as exc:
-        holder.error(f"**The digit model is unavailable.** {exc.reason}.\n\n**Fix:** {exc.fix}", icon=":material/error:")
-        return False
 
 
 # --- the pitch --------------------------------------------------------------------------------------
@@ -247,7 +231,7 @@ if variants:
 
 # --- 5. draw ----------------------------------------------------------------------------------------
 st.header("5 · Draw a digit")
-if not model_ready():
+if not ensure_model(digits.SLOT):
     st.stop()
 
 

