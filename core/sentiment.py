@@ -510,7 +510,8 @@ def load_quick(source, device: str, dtype, progress) -> ModelBundle:
     progress(f"Fitting the quick model on {len(train_df):,} tweets")
     model = tfidf_model(train_df)
     seconds = time.perf_counter() - started
-    meta = {"mode": "quick", "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    meta = {"mode": "quick", "runtime": "scikit-learn",
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "data_fingerprint": fingerprint, "n_train": len(train_df), "n_test": len(test_df),
             "corrections": len(corrections), "labels": list(LABELS), "train_seconds": round(seconds, 1),
             "trained_seconds": seconds, "metrics": metrics(test_df.label.tolist(), list(model.predict(test_df.text))),
