@@ -19,7 +19,7 @@ import secrets
 import sys
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -58,13 +58,30 @@ class Access:
         return bool(self.password or self.users)
 
     def verify(self, username: str, password: str) -> str | None:
-        """The signed-in name, or None. With users configured a name is required."""
+        """The signed-in name, or None. With users configured a name is required. A known and an unknown name
+        cost the same: exactly one password hash is computed either way (a dummy one when the name is unknown
+        or its password is stored in plain text), so timing does not tell which names exist."""
         username = (username or "").strip()
         if username and username in self.users:
-            return username if check_password(password, self.users[username]) else None
-        if self.password and check_password(password, self.password):
-            return username or "guest"
+            stored = self.users[username]
+            self._unless_hashed(stored, password)
+            return username if check_password(password, stored) else None
+        if self.password:
+            self._unless_hashed(self.password, password)
+            return (username or "guest") if check_password(password, self.password) else None
+        self._unless_hashed("", password)
         return None
+
+    def _unless_hashed(self, stored: str, password: str) -> None:
+        """With named users, pay for one dummy hash when `stored` is no hash, so every path costs one hash."""
+        if self.users and not stored.startswith("pbkdf2_sha256$"):
+            check_password(password, self._dummy_hash())
+
+    def _dummy_hash(self) -> str:
+        """A hash no password matches, as slow as the slowest configured user's hash."""
+        rounds = [int(s.split("$")[1]) for s in self.users.values()
+                  if s.startswith("pbkdf2_sha256$") and s.count("$") == 3 and s.split("$")[1].isdigit()]
+        return _dummy(max(rounds, default=ITERATIONS))
 
 
 def load_access(secrets_mapping: Mapping | None = None) -> Access:
@@ -83,21 +100,31 @@ def load_access(secrets_mapping: Mapping | None = None) -> Access:
                   "secrets.toml" if auth else "")
 
 
+def _dummy(iterations: int) -> str:
+    """A well-formed hash with a random digest: checking any password against it costs `iterations` rounds
+    and never matches. Made without hashing anything, so the first unknown name is not slower than the rest."""
+    salt, digest = (base64.b64encode(secrets.token_bytes(n)).decode() for n in (16, 32))
+    return f"pbkdf2_sha256${min(iterations, 10_000_000)}${salt}${digest}"
+
+
 class SignInGuard:
     """Slows down password guessing: after `attempts` failures, wait `lockout` seconds."""
 
     def __init__(self, attempts: int = 5, lockout: float = 30.0):
         self.attempts, self.lockout = attempts, lockout
         self.failures: deque[float] = deque(maxlen=attempts)
+        self._lock = threading.Lock()
 
     def wait_seconds(self, now: float | None = None) -> float:
         now = time.monotonic() if now is None else now
-        if len(self.failures) < self.attempts:
-            return 0.0
-        return max(0.0, self.failures[0] + self.lockout - now)
+        with self._lock:
+            if len(self.failures) < self.attempts:
+                return 0.0
+            return max(0.0, self.failures[0] + self.lockout - now)
 
     def failed(self, now: float | None = None) -> None:
-        self.failures.append(time.monotonic() if now is None else now)
+        with self._lock:
+            self.failures.append(time.monotonic() if now is None else now)
 
 
 class RateLimiter:
@@ -120,6 +147,75 @@ class RateLimiter:
                 self._times.append(now)
                 return 0.0
             return self._times[0] + self.seconds - now
+
+
+# --- limits per visitor, across sessions -------------------------------------------------------------
+
+class Expiring:
+    """A thread-safe map of visitor key -> object that forgets keys not used for `idle` seconds and holds at
+    most `size` keys (the least recently used goes first), so a flood of new addresses cannot grow memory."""
+
+    def __init__(self, make, idle: float = 900.0, size: int = 50_000):
+        self.make, self.idle, self.size = make, idle, size
+        self._items: OrderedDict = OrderedDict()  # key -> (last used, object), least recently used first
+        self._lock = threading.Lock()
+
+    def get(self, key, now: float | None = None):
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            entry = self._items.pop(key, None)
+            while self._items and (len(self._items) >= self.size
+                                   or next(iter(self._items.values()))[0] < now - self.idle):
+                self._items.popitem(last=False)
+            item = entry[1] if entry else self.make(key)
+            self._items[key] = (now, item)
+            return item
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+_LIMITERS = Expiring(lambda key: RateLimiter(key[1], key[2]))
+_LOCKOUTS = Expiring(lambda key: SignInGuard())
+
+
+def limiter_for(key: str) -> RateLimiter:
+    """The process-wide rate limiter of one visitor or API client (`visitor_key`, or the API's client name),
+    shared by every session and request with that key. A changed LAUNCHPAD_RATE_LIMIT starts fresh limiters."""
+    calls, seconds = config.setting("rate_limit")
+    return _LIMITERS.get((key, calls, seconds))
+
+
+def lockout_for(key: str) -> SignInGuard:
+    """The process-wide sign-in lockout of one visitor (`visitor_key`): a reload or a new tab keeps it."""
+    return _LOCKOUTS.get(key)
+
+
+def visitor_key(user: str | None, address: str | None, xsrf_cookie: str | None, session: str) -> str:
+    """Who a visitor is, for limits: the signed-in name; else the client address; else this browser's XSRF
+    token; else the session (nothing better is known: a reload starts afresh). Anything but a non-empty
+    string counts as unknown (under AppTest st.context returns mocks)."""
+    if isinstance(user, str) and user:
+        return f"user {user}"
+    if isinstance(address, str) and address:
+        return f"address {address}"
+    token = browser_token(xsrf_cookie if isinstance(xsrf_cookie, str) else None)
+    return f"browser {token}" if token else f"session {session}"
+
+
+def browser_token(cookie: str | None) -> str:
+    """The stable token inside Streamlit's `_streamlit_xsrf` cookie ("2|mask|masked token|time": the mask is
+    new on every page load, the token is not), as hex; "" when the cookie is missing or malformed."""
+    parts = (cookie or "").split("|")
+    if len(parts) != 4 or parts[0] != "2":
+        return ""
+    try:
+        mask, masked = bytes.fromhex(parts[1]), bytes.fromhex(parts[2])
+    except ValueError:
+        return ""
+    if not mask or not masked:
+        return ""
+    return bytes(b ^ mask[i % len(mask)] for i, b in enumerate(masked)).hex()
 
 
 def main() -> None:

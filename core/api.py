@@ -286,16 +286,12 @@ def authenticate(request: Request) -> Client:
 
 
 Authed = Annotated[Client, Depends(authenticate)]
-_LIMITERS: dict[str, access.RateLimiter] = {}
-_LIMITERS_LOCK = threading.Lock()
 
 
 def rate_limited(client: Authed) -> Client:
-    """The UI's per-visitor limit on model calls, per API client: 429 with Retry-After when it is spent."""
-    with _LIMITERS_LOCK:
-        if len(_LIMITERS) > 10_000:
-            _LIMITERS.clear()
-        limiter = _LIMITERS.setdefault(client.name, access.RateLimiter())
+    """The UI's per-visitor limit on model calls, per API client: 429 with Retry-After when it is spent. The
+    same process-wide limiters as the pages (core.access.limiter_for): an address shares one budget there."""
+    limiter = access.limiter_for(client.name)
     wait = limiter.try_acquire()
     if wait:
         raise ApiError(429, f"Rate limit: {limiter.calls} model calls per {limiter.seconds:g} s for each client. "

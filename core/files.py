@@ -1,12 +1,20 @@
-"""Reading text files that users upload: any encoding, any delimiter, never a crash."""
+"""Reading text files that users upload (any encoding, any delimiter, never a crash), showing what visitors
+typed as plain text, and CSV downloads that spreadsheets cannot run."""
 from __future__ import annotations
 
+import codecs
 import csv
+import html
 import io
+import re
 
+import numpy as np
 import pandas as pd
 
 MAX_UPLOAD_ROWS = 200_000
+# byte-order marks, UTF-32 before UTF-16 (UTF-32 LE starts with UTF-16 LE's mark)
+BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
+        (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
 
 
 class UploadError(ValueError):
@@ -17,6 +25,13 @@ def decode_text(data: bytes, name: str) -> tuple[str, str]:
     """(text, notice): UTF-8 with or without BOM, else Windows-1252 with a notice; binary is refused."""
     if not data.strip():
         raise UploadError(f"{name} is empty.")
+    for bom, encoding in BOMS:  # UTF-16/32 (Excel's "Unicode text") have NUL bytes but are text
+        if data.startswith(bom):
+            try:
+                return data[len(bom):].decode(encoding), ""
+            except UnicodeDecodeError as exc:
+                raise UploadError(f"{name} starts like {encoding.upper()} text but is not valid {encoding.upper()} "
+                                  f"({exc.reason}). Save it again as CSV (UTF-8) and try again.") from None
     if b"\x00" in data[:4096]:
         raise UploadError(f"{name} looks like a binary file, not text. Export it as CSV (UTF-8) and try again.")
     try:
@@ -46,8 +61,20 @@ def read_csv(data: bytes, name: str) -> tuple[pd.DataFrame, list[str]]:
     if len(frame) > MAX_UPLOAD_ROWS:
         frame = frame.head(MAX_UPLOAD_ROWS)
         notices.append(f"Only the first {MAX_UPLOAD_ROWS:,} rows were read.")
-    frame.columns = [str(c).strip() for c in frame.columns]
+    frame.columns = _unique_names(frame.columns, name)
     return frame, notices
+
+
+def _unique_names(columns, name: str) -> list[str]:
+    """Column names without surrounding spaces; two that become the same ("Age" and "Age ") are refused."""
+    names = [str(c).strip() for c in columns]
+    clashes = [[repr(str(c)) for c, n in zip(columns, names) if n == dup] for dup in dict.fromkeys(names)
+               if names.count(dup) > 1]
+    if clashes:
+        listed = "; ".join(" and ".join(group) for group in clashes)
+        raise UploadError(f"{name} has columns whose names differ only in spaces ({listed}), so we cannot tell them "
+                          "apart. Rename or delete one of each and upload again.")
+    return names
 
 
 def numbers(values: pd.Series) -> pd.Series:
@@ -65,3 +92,54 @@ def numbers(values: pd.Series) -> pd.Series:
     else:
         text = text.str.replace(",", "", regex=False)
     return pd.to_numeric(text.mask(text == ""), errors="coerce").astype(float)
+
+
+# --- visitor text on a page ----------------------------------------------------------------------------
+
+WORD_JOINER = "\u2060"  # invisible, zero width: breaks a pattern without changing what the reader sees
+_PUNCTUATION = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>$=])")
+_AUTOLINK = re.compile(r"(?i)(?P<colon>:)|\b(?P<www>www)(?=\.)|(?P<at>@)")
+
+
+def _break_link(match: re.Match) -> str:
+    return {"colon": ":" + WORD_JOINER, "www": match.group(0) + WORD_JOINER, "at": WORD_JOINER + "@"}[match.lastgroup]
+
+
+def plain(text) -> str:
+    """Markdown that shows `text` exactly as typed: no HTML, formatting, links, images, maths, colours, emoji
+    codes or auto-links from it. Escaping alone does not stop GitHub-style auto-links (a bare http://host,
+    www.host or name@host becomes a link after escapes are resolved), so an invisible word joiner goes after
+    every ':' (which also stops :red[...] and :emoji: codes), after 'www' and before '@'."""
+    text = _AUTOLINK.sub(_break_link, html.escape(str(text), quote=False))
+    text = _PUNCTUATION.sub(r"\\\1", text)
+    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "  \n")
+
+
+# --- CSV downloads -------------------------------------------------------------------------------------
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "＠")  # and their full-width forms
+_NUMBER = re.compile(r"[-+]?[\d.][\d.,]*(?:[eE][-+]?\d+)?")
+
+
+def safe_cell(value):
+    """A CSV cell a spreadsheet shows and never runs (OWASP CSV injection): text that starts, after any
+    spaces, with =, +, -, @, a tab or a line break gets a leading apostrophe. Numbers stay numbers, also
+    when written as text ("-3.5"): only digits, signs, separators and an exponent cannot make a formula."""
+    if value is None or isinstance(value, (bool, int, float, np.integer, np.floating)):
+        return value
+    text = str(value)
+    if text.lstrip(" ").startswith(FORMULA_START) and not _NUMBER.fullmatch(text.strip()):
+        return "'" + text
+    return text
+
+
+def csv_download(frame: pd.DataFrame) -> bytes:
+    """The bytes of every CSV we offer for download (UTF-8): each text cell and header through `safe_cell`,
+    every text cell quoted (so a tab or line break inside one cannot split a row), numbers unquoted."""
+    out = frame.copy()
+    out.columns = [safe_cell(str(c)) for c in out.columns]
+    for i in range(out.shape[1]):
+        values = out.iloc[:, i]
+        if not (pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)):
+            out.isetitem(i, values.map(safe_cell, na_action="ignore").astype(object))
+    return out.to_csv(index=False, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\r\n").encode("utf-8")

@@ -29,6 +29,7 @@ SLOT = "recommender"
 VERSION = 1  # bump when training changes, so stored models count as stale
 K = 10
 HOLDOUT = 0.2  # share of each user's ratings (their latest) held out
+MAX_RATING = 1e6  # larger or infinite "ratings" are refused: they would swamp every other rating
 LIKED = 4.0  # a rating at or above this is "liked" (explanations, the new-visitor list)
 FEW_RATINGS = 5  # items with fewer training ratings get their neighbours from content similarity
 NEIGHBOURS = 50
@@ -96,6 +97,12 @@ def clean_interactions(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         if bad.any():
             notices.append(f"{int(bad.sum())} row(s) had a rating that is not a number (such as "
                            f"'{text[bad].iloc[0][:20]}'); they were skipped.")
+        absurd = out.rating.notna() & ~(out.rating.abs() <= MAX_RATING)  # inf, 1e308: no star rating
+        if absurd.any():
+            notices.append(f"{int(absurd.sum())} row(s) had a rating that is infinite or beyond ±{MAX_RATING:,.0f} "
+                           f"(such as '{text[absurd].iloc[0][:20]}'); they were skipped. Check that column holds "
+                           "ratings.")
+            out.loc[absurd, "rating"] = np.nan
         blank |= out.rating.isna()
     else:
         out["rating"] = 1.0

@@ -85,6 +85,14 @@ class Schema:
         return self.numeric + list(self.categorical)
 
 
+ABSURD = 1e15  # no amount, income, age or count in a credit file reaches a million billion
+
+
+def _impossible(numbers: pd.Series) -> pd.Series:
+    """Numbers no applicant can have: infinite, or beyond ±ABSURD (1e308 parses, but is no income)."""
+    return numbers.notna() & ~(numbers.abs() <= ABSURD)
+
+
 def _is_blank(values: pd.Series) -> pd.Series:
     return values.isna() | values.astype("string").str.strip().fillna("").eq("")
 
@@ -110,6 +118,7 @@ def infer_schema(frame: pd.DataFrame, target: str, bad: str) -> Schema:
             continue  # an empty column says nothing
         numbers = files.numbers(col)
         if numbers[~blank].notna().mean() >= 0.98:
+            numbers = numbers.mask(_impossible(numbers))  # validate() turns those cells away
             numeric.append(column)
             ranges[column] = (float(numbers.min()), float(numbers.max()))
             medians[column] = float(numbers.median())
@@ -161,7 +170,16 @@ def validate(frame: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, list[Pr
     for column in schema.numeric:
         blank = _is_blank(frame[column])
         numbers = files.numbers(frame[column])
-        bad = ~blank & numbers.isna() | np.isinf(numbers)
+        impossible = _impossible(numbers)
+        if impossible.any():
+            rows = line_numbers(impossible)
+            sample = frame[column][impossible].astype(str).iloc[0][:30]
+            wrong_type.append(Problem("impossible number", "row",
+                                      f"'{column}' must be a finite number below {ABSURD:.0e}; {where(rows)} "
+                                      f"{'holds' if len(rows) == 1 else 'hold'} '{sample}'. Those rows were not "
+                                      "scored: fix the values and upload again.", rows))
+            reason[impossible] = reason[impossible] + f"'{column}' is not a plausible number; "
+        bad = ~blank & numbers.isna()
         if bad.any():
             rows = line_numbers(bad)
             sample = frame[column][bad].astype(str).iloc[0][:30]
@@ -172,7 +190,7 @@ def validate(frame: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, list[Pr
             reason[bad] = reason[bad] + f"'{column}' is not a number; "
         if blank.any():
             empty.append((column, line_numbers(blank)))
-        clean[column] = numbers.where(~bad)
+        clean[column] = numbers.where(~bad & ~impossible)
     for column, known in schema.categorical.items():
         blank = _is_blank(frame[column])
         text = frame[column].astype("string").str.strip()
@@ -534,11 +552,12 @@ def score_batch(model: RiskModel, frame: pd.DataFrame, method: Method, approve_a
     return out[first + [c for c in frame.columns if c not in first]], problems  # the answers first
 
 
-def template(schema: Schema) -> str:
-    """A CSV header and one example row, for users preparing a batch file."""
+def template(schema: Schema) -> bytes:
+    """A CSV header and one example row, for users preparing a batch file (names and categories may come from
+    a visitor's own training file: written through files.csv_download like every CSV we offer)."""
     row = {c: schema.medians.get(c, "") for c in schema.numeric}
     row.update(schema.modes)
-    return pd.DataFrame([row])[schema.features].to_csv(index=False)
+    return files.csv_download(pd.DataFrame([row])[schema.features])
 
 
 # --- the store and the registry slot -------------------------------------------------------------

@@ -22,6 +22,11 @@ from core.registry import Kind, ModelBundle, SlotSpec, Source, import_transforme
 
 MAX_PIXELS = 40_000_000  # 40 megapixels: larger is refused before decoding (decompression bombs)
 MAX_BYTES = 50 * 2**20
+# The formats the pages and the API promise, and the only ones Pillow may open: any other reader it knows
+# (PostScript/EPS runs Ghostscript where it is installed) is never reached, whatever the file is named.
+FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")  # JPEG includes MPO, the variant many phones write
+PROMISED = "JPEG, PNG, GIF, WebP, BMP or TIFF"
+POSTSCRIPT = (b"%!PS", b"\xc5\xd0\xd3\xc6")  # plain PostScript/EPS, and EPS with a DOS binary header
 SLOT = "image_classifier"
 
 
@@ -126,7 +131,7 @@ def read_image(data: bytes, name: str = "image") -> Picture:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(io.BytesIO(data), formats=FORMATS)
             width, height = img.size  # read from the header, nothing decoded yet
             if width * height > MAX_PIXELS:
                 raise ImageInputError(
@@ -141,8 +146,10 @@ def read_image(data: bytes, name: str = "image") -> Picture:
     except ImageInputError:
         raise
     except UnidentifiedImageError:
-        raise ImageInputError(
-            f"{name} is not an image we can read. Upload a JPEG, PNG, GIF, WebP or BMP file.") from None
+        if data.lstrip()[:4] in POSTSCRIPT:
+            raise ImageInputError(f"{name} is a PostScript/EPS file, not a picture we open: only {PROMISED} "
+                                  "images are read. Export it as PNG or JPEG and upload that.") from None
+        raise ImageInputError(f"{name} is not an image we can read. Upload a {PROMISED} file.") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageInputError(
             f"{name} is too large to decode safely. Resize it below {MAX_PIXELS / 1e6:.0f} MP.") from None

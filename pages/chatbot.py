@@ -1,6 +1,6 @@
 import streamlit as st
 
-from core import chat, llm, store
+from core import chat, files, llm, store
 from core.registry import registry
 from pages.common import allow_heavy_call, api_help, app_shell, ensure_model, model_credits
 
@@ -45,7 +45,7 @@ if upload is not None and state.get("faq_file") != upload.file_id:
             state.kb, state.kb_notices = chat.uploaded_kb(upload.getvalue(), upload.name)
         state.faq_file, state.messages = upload.file_id, []
     except chat.KnowledgeBaseError as exc:
-        st.error(f"{exc}", icon=":material/error:")
+        st.error(files.plain(exc), icon=":material/error:")
 elif upload is None and state.get("faq_file"):
     state.pop("kb", None)
     state.faq_file, state.kb_notices, state.messages = None, [], []
@@ -54,10 +54,10 @@ if "kb" not in state:
         state.kb, state.kb_notices = chat.sample_kb(), []
 kb: chat.KnowledgeBase = state.kb
 for notice in state.get("kb_notices", []):
-    st.info(notice, icon=":material/info:")
+    st.info(files.plain(notice), icon=":material/info:")
 
 top = st.columns([4, 1, 1], vertical_alignment="center")
-top[0].caption(f"Knowledge base: **{kb.source}** · {len(kb):,} entries")
+top[0].caption(f"Knowledge base: **{files.plain(kb.source)}** · {len(kb):,} entries")
 if top[1].button("Clear chat", key="clear", width="stretch", disabled=not state.messages):
     state.messages = []
     st.rerun()
@@ -121,10 +121,10 @@ def side_by_side(message: dict, texts: list[str] | None = None) -> list:
     for column, side, label in zip(st.columns(2), message["compare"], ("A", "B")):
         with column.container(border=True):
             name = f" · {side['model']}" if message.get("winner") else ""
-            st.markdown(f"**Model {label}**{chat.as_text(name)}")
+            st.markdown(f"**Model {label}**{files.plain(name)}")
             boxes.append(st.empty())
             if texts is None:
-                boxes[-1].markdown(chat.as_text(side["content"]))
+                boxes[-1].markdown(files.plain(side["content"]))
                 if side.get("grounding"):
                     st.caption(side["grounding"])
     return boxes
@@ -146,7 +146,7 @@ def render(i: int, message: dict) -> None:
         if message.get("compare"):
             side_by_side(message)
         else:
-            st.markdown(chat.as_text(message["content"]))
+            st.markdown(files.plain(message["content"]))
         if message["role"] == "user":
             st.badge(message.get("intent", "other"), icon=":material/label:", color="gray")
             if message.get("notice"):
@@ -156,8 +156,8 @@ def render(i: int, message: dict) -> None:
         if message.get("hits"):
             with st.expander(f"Sources ({len(message['hits'])})"):
                 for h in message["hits"]:
-                    st.markdown(f"**{chat.as_text(h['question'])}** · similarity {h['score']:.2f}  \n"
-                                f"{chat.as_text(h['answer'])}")
+                    st.markdown(f"**{files.plain(h['question'])}** · similarity {h['score']:.2f}  \n"
+                                f"{files.plain(h['answer'])}")
         if message.get("grounding"):
             st.caption(message["grounding"])
         if message.get("kind") == chat.Reply.HANDOFF:
@@ -176,7 +176,7 @@ prompt = st.chat_input("Ask about billing, your account, technical issues or pri
                        submit_mode="disable")
 if prompt is not None:
     if not allow_heavy_call():
-        st.caption(f"Not sent: {chat.as_text(prompt[:300])}")
+        st.caption(f"Not sent: {files.plain(prompt[:300])}")
         st.stop()
     plan = chat.plan_reply(kb, state.messages, prompt, passages=passages, threshold=threshold)
     if plan.kind == chat.Reply.EMPTY:
@@ -195,15 +195,18 @@ if prompt is not None:
             boxes = side_by_side(reply, texts=[])
             for texts in llm.together([chat.growing(a) for a in answers]):
                 for box, text in zip(boxes, texts):
-                    box.markdown(chat.as_text(text or "…"))
+                    box.markdown(files.plain(text or "…"))
         for side, answer in zip(reply["compare"], answers):
             side["content"], side["grounding"] = answer.text, grounding_note(answer)
         reply["content"] = answers[0].text  # the conversation goes on from model A's answer
     elif plan.kind == chat.Reply.GENERATE:
         with st.chat_message("assistant", avatar="🤖"):
             answer = chat.AnswerStream(plan, temperature, max_new_tokens, grounded, kb.name)
+            box = st.empty()  # the answer as plain text while it streams too (st.write_stream renders Markdown)
             with st.spinner("Penny is writing…"):
-                reply["content"] = st.write_stream(answer)
+                for text in chat.growing(answer):
+                    box.markdown(files.plain(text))
+            reply["content"] = answer.text
         reply["grounding"] = grounding_note(answer)
         if answer.unanswered or answer.fallback:  # not sure: offer a person beside the closest article
             reply["kind"] = chat.Reply.HANDOFF

@@ -1,5 +1,6 @@
 """UI pieces every page shares: loading a model with visible progress, and its credits line."""
 import threading
+import uuid
 from contextlib import contextmanager
 
 import streamlit as st
@@ -100,6 +101,21 @@ def _secrets() -> dict:
         return {}
 
 
+def _visitor() -> str:
+    """Who this visitor is, for the rate limit and the sign-in lockout, so that a reload or a new tab is the
+    same visitor (core.access.visitor_key). A named user's name first (with a shared password the name is
+    the visitor's own choice, so it is not used); else st.context.ip_address (behind a proxy on this machine,
+    uvicorn already puts its X-Forwarded-For there; we read no header ourselves: anyone can send one). It is
+    None only for a browser on this machine: then the token in Streamlit's _streamlit_xsrf cookie, the same
+    per browser across reloads (clearing cookies resets it, which only that local user can do). No cookie
+    (XSRF protection off): this session, as before (an id kept in session state: AppTest gives every
+    session the same session_id)."""
+    state = st.session_state
+    user = state.get("user") if state.get("named_user") else None
+    session = state.setdefault("visitor_session", uuid.uuid4().hex)
+    return access.visitor_key(user, st.context.ip_address, st.context.cookies.get("_streamlit_xsrf"), session)
+
+
 def access_gate() -> bool:
     """True when this visitor may use the app; otherwise shows the sign-in form and returns False."""
     rules = access.load_access(_secrets())
@@ -115,7 +131,7 @@ def access_gate() -> bool:
                 state.clear()
                 st.rerun()
         return True
-    guard = state.setdefault("sign_in_guard", access.SignInGuard())
+    guard = access.lockout_for(_visitor())  # per visitor, not per session: a reload keeps the lockout
     st.title("🚀 Launchpad")
     st.caption("This demo is private. Sign in with the details you were given.")
     with st.form("sign_in"):
@@ -126,7 +142,7 @@ def access_gate() -> bool:
             if wait:
                 st.error(f"Too many attempts. Try again in {wait:.0f} s.")
             elif (user := rules.verify(name, password)) is not None:
-                state.user = user
+                state.user, state.named_user = user, user in rules.users  # a shared password names no one
                 st.rerun()
             else:
                 guard.failed()
@@ -135,8 +151,9 @@ def access_gate() -> bool:
 
 
 def allow_heavy_call() -> bool:
-    """A per-visitor limit on model calls, so one visitor cannot starve the others."""
-    limiter = st.session_state.setdefault("rate_limiter", access.RateLimiter())
+    """A per-visitor limit on model calls, so one visitor cannot starve the others; shared by the visitor's
+    sessions (a reload does not reset it) and, for the same client address, by their HTTP API calls."""
+    limiter = access.limiter_for(_visitor())
     wait = limiter.try_acquire()
     if wait:
         st.warning(f"You're going a little fast: this demo allows {limiter.calls} model calls per "

@@ -4,7 +4,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import risk
+from core import files, risk
 from pages.common import allow_heavy_call, api_help, app_shell, model_credits, read_uploaded_csv, sample_or_own_model
 
 app_shell()
@@ -22,7 +22,7 @@ def train_own() -> None:
     if frame is None:
         return
     for notice in notices:
-        st.info(notice)
+        st.info(files.plain(notice))  # notices and errors quote the visitor's file: shown as plain text
     guess = next((i for i, c in enumerate(frame.columns) if c.lower() in ("status", "target", "default", "bad",
                                                                           "creditability", "class")), 0)
     left, right = st.columns(2)
@@ -38,7 +38,7 @@ def train_own() -> None:
                            state="complete", expanded=False)
             st.session_state.risk_own = model
         except risk.SchemaError as exc:
-            st.error(f"{exc}", icon=":material/error:")
+            st.error(files.plain(exc), icon=":material/error:")
 
 
 def metrics_table(model: risk.RiskModel) -> pd.DataFrame:
@@ -120,7 +120,7 @@ def applicant_form(model: risk.RiskModel, method: risk.Method, limits: tuple[flo
     outside = [f"{c} ({values[c]:,.6g}; seen {lo:,.6g} to {hi:,.6g})" for c, (lo, hi) in schema.ranges.items()
                if not lo <= values[c] <= hi]
     if outside:
-        st.warning("Outside the range seen in training, so the model is extrapolating: " + ", ".join(outside))
+        st.warning("Outside the range seen in training, so the model is extrapolating: " + files.plain(", ".join(outside)))
     pd_ = float(model.probability_of_default(x, method)[0])
     score = float(risk.score_from_pd(pd_))
     decision = str(risk.band(score, limits[1], limits[0]))
@@ -132,9 +132,9 @@ def applicant_form(model: risk.RiskModel, method: risk.Method, limits: tuple[flo
     base, points = model.explain(x, method)
     reasons = points[points < 0].sort_values().head(4)
     if len(reasons):
-        st.markdown("**Reason codes** (what lowered the score most): " + "; ".join(
+        st.markdown("**Reason codes** (what lowered the score most): " + files.plain("; ".join(
             f"{name} = {values[name] if isinstance(values[name], str) else f'{values[name]:,.6g}'} "
-            f"({pts:+.0f} points)" for name, pts in reasons.items()))
+            f"({pts:+.0f} points)" for name, pts in reasons.items())))
     how = ("exact scorecard points" if method == risk.Method.SCORECARD else
            "Shapley values against 64 training applicants, sampled over 12 feature orders")
     st.plotly_chart(waterfall(base, points, score), width="stretch", key="risk_waterfall")
@@ -182,10 +182,10 @@ def batch_view(model: risk.RiskModel, method: risk.Method, limits: tuple[float, 
     result = st.session_state.risk_batch
     scored, problems = result["scored"], result["problems"]
     for notice in result["notices"]:
-        st.info(notice)
-    for problem in problems:
+        st.info(files.plain(notice))
+    for problem in problems:  # messages quote the visitor's cells and column names: shown as plain text
         show = {"error": st.error, "row": st.warning, "note": st.info}[problem.level]
-        show(f"**{problem.kind.capitalize()}.** {problem.message}")
+        show(f"**{problem.kind.capitalize()}.** {files.plain(problem.message)}")
     if scored is None:
         return
     counts = scored.band.value_counts().reindex([*risk.BANDS, "not scored"], fill_value=0)
@@ -196,7 +196,7 @@ def batch_view(model: risk.RiskModel, method: risk.Method, limits: tuple[float, 
     fig = px.bar(x=counts.index, y=counts.values, color=counts.index, color_discrete_map=BAND_COLOURS)
     fig.update_layout(xaxis_title="Decision", yaxis_title="Applicants", showlegend=False, height=320)
     right.plotly_chart(fig, width="stretch", key="risk_batch_chart")
-    st.download_button("Download scored CSV", scored.to_csv(index=False), file_name="scored_applicants.csv",
+    st.download_button("Download scored CSV", files.csv_download(scored), file_name="scored_applicants.csv",
                        mime="text/csv", type="primary", on_click="ignore")
 
 

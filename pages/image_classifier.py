@@ -1,9 +1,11 @@
 import hashlib
+import html
 
 import plotly.graph_objects as go
 import streamlit as st
 
 from core import vision
+from core.files import plain  # class and file names are visitor text: shown literally
 from pages.common import allow_heavy_call, api_help, app_shell, ensure_model, model_credits
 
 app_shell()
@@ -16,11 +18,12 @@ def read_uploads(files) -> list[vision.Picture]:
         try:
             pictures.append(vision.read_image(f.getvalue(), f.name))
         except vision.ImageInputError as exc:
-            st.warning(str(exc), icon=":material/broken_image:")
+            st.warning(plain(exc), icon=":material/broken_image:")
     return pictures
 
 
 def probability_chart(labels: list[str], probs: list[float], axis: str) -> go.Figure:
+    labels = [html.escape(label) for label in labels]  # Plotly renders <a href>, <b>... in labels: show them as text
     fig = go.Figure(go.Bar(x=probs[::-1], y=labels[::-1], orientation="h", marker_color="#5B5BD6",
                            text=[f"{p:.0%}" for p in probs[::-1]], textposition="auto"))
     fig.update_layout(height=60 + 34 * len(labels), margin=dict(l=10, r=10, t=10, b=40),
@@ -65,12 +68,12 @@ with recognise:
         for picture, top5 in zip(pictures, results):
             with st.container(border=True):
                 left, right = st.columns([1, 2])
-                left.image(picture.image, caption=picture.name, width="stretch")
+                left.image(picture.image, caption=plain(picture.name), width="stretch")
                 right.markdown(f"**{top5[0][0]}** · {top5[0][1]:.0%} confident")
                 right.plotly_chart(probability_chart([label for label, _ in top5], [p for _, p in top5], "ImageNet class"),
                                    width="stretch", key=f"chart-{picture.name}-{id(picture)}")
                 if picture.notes:
-                    right.caption("Note: " + "; ".join(picture.notes))
+                    right.caption("Note: " + plain("; ".join(picture.notes)))
     else:
         st.info("Choose sample photos, upload images, or take a photo to classify.")
 
@@ -83,7 +86,7 @@ with teach:
     for i, col in enumerate(columns):
         with col:
             name = st.text_input("Class name", value=f"Class {chr(65 + i)}", key=f"class-name-{i}", max_chars=40)
-            files = st.file_uploader(f"Examples of {name or 'this class'}", type=IMAGE_TYPES,
+            files = st.file_uploader(f"Examples of {plain(name) if name else 'this class'}", type=IMAGE_TYPES,
                                      accept_multiple_files=True, key=f"class-files-{i}")
             examples[name] = [p.image for p in read_uploads(files)]
             st.caption(f"{len(examples[name])} usable image(s)")
@@ -96,7 +99,7 @@ with teach:
                 with st.spinner("Extracting features and fitting…"):
                     st.session_state.custom_model = vision.fit_custom(examples)
             except ValueError as exc:
-                st.error(str(exc))
+                st.error(plain(exc))
 
     saved = vision.list_custom()
     if saved:
@@ -106,7 +109,7 @@ with teach:
             try:
                 st.session_state.custom_model = vision.load_custom(choice)
             except ValueError as exc:
-                st.error(str(exc))
+                st.error(plain(exc))
 
     model = st.session_state.get("custom_model")
     if model is not None:
@@ -115,20 +118,20 @@ with teach:
         a.metric("Leave-one-out accuracy", f"{model.meta['loo_accuracy']:.0%}")
         b.metric("Classes", len(model.classes))
         c.metric("Examples", sum(model.meta["examples"].values()))
-        st.caption("Examples per class: " + ", ".join(f"{k}: {v}" for k, v in model.meta["examples"].items()))
+        st.caption("Examples per class: " + plain(", ".join(f"{k}: {v}" for k, v in model.meta["examples"].items())))
         trials = read_uploads(st.file_uploader("Classify new images with your model", type=IMAGE_TYPES,
                                                accept_multiple_files=True, key="custom-trials"))
         if trials:
             for picture, (label, confidence, probs) in zip(trials, model.predict([p.image for p in trials])):
                 left, right = st.columns([1, 2])
-                left.image(picture.image, caption=picture.name, width="stretch")
-                right.markdown(f"**{label}** · {confidence:.0%} confident")
+                left.image(picture.image, caption=plain(picture.name), width="stretch")
+                right.markdown(f"**{plain(label)}** · {confidence:.0%} confident")
                 right.plotly_chart(probability_chart(model.classes, [float(p) for p in probs], "Your class"),
                                    width="stretch", key=f"custom-chart-{picture.name}-{id(picture)}")
         name_col, save_col = st.columns([3, 1], vertical_alignment="bottom")
         save_name = name_col.text_input("Save as", value="my-classes", key="save-name", max_chars=60)
         if save_col.button("Save to model store", key="save-custom", width="stretch"):
             try:
-                st.success(f"Saved as '{vision.save_custom(model, save_name)}'.")
+                st.success(f"Saved as '{plain(vision.save_custom(model, save_name))}'.")
             except ValueError as exc:
-                st.error(str(exc))
+                st.error(plain(exc))

@@ -2,7 +2,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core import recommender
+from core import files, recommender
 from pages.common import (
     allow_heavy_call,
     api_help,
@@ -35,17 +35,17 @@ def train_own() -> None:
     raw_items, item_read_notices = (read_uploaded_csv(items_file, "Item metadata") if items_file is not None
                                     else (None, []))
     for notice in read_notices + item_read_notices:
-        st.info(notice)
+        st.info(files.plain(notice))  # notices quote the visitor's file: shown as plain text
     if raw is None or (items_file is not None and raw_items is None):
         return
     try:
         ratings, notices = recommender.clean_interactions(raw)
         items, item_notices = recommender.clean_items(raw_items, ratings)
     except recommender.DataError as exc:
-        st.error(str(exc), icon=":material/error:")
+        st.error(files.plain(exc), icon=":material/error:")
         return
     for notice in notices + item_notices:
-        st.info(notice)
+        st.info(files.plain(notice))  # notices quote the visitor's file: shown as plain text
     st.caption(f"{len(ratings):,} interactions, {ratings.user.nunique():,} users, {ratings['item'].nunique():,} items.")
     if st.button("Train on this data", type="primary", key="rec_train") and allow_heavy_call():
         if not ensure_model("embedder"):
@@ -120,7 +120,7 @@ with known:
     user = st.selectbox("User", model.users, key="rec_user",
                         format_func=lambda u: f"User {u} ({len(model.history.get(u, []))} ratings in training)")
     liked = model.items.title.iloc[model.liked.get(user, [])[:8]].tolist()
-    st.caption("Liked in training: " + ("; ".join(liked) if liked else "nothing rated 4 or above"))
+    st.caption("Liked in training: " + (files.plain("; ".join(liked)) if liked else "nothing rated 4 or above"))
     show(model.recommend(which, user=user, genre=genre), "rec_user_table")
 with evaluate_tab:
     evaluation(model)
@@ -128,7 +128,7 @@ with search:
     query = st.text_input("Title contains", key="rec_search", max_chars=200, placeholder="star wars")
     found = model.search(query)
     if found.empty:
-        st.info(f"No title contains '{query}'.")
+        st.info(f"No title contains '{files.plain(query)}'.")
     else:
         item = st.selectbox("Movies like", found["item"].tolist(), format_func=titles.get, key="rec_similar_to")
         similar = model.similar(item)

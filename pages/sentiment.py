@@ -6,6 +6,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import sentiment, store
+from core.files import csv_download  # formula cells neutralised, like every CSV we offer
 from core.registry import FAILED, NOT_LOADED, READY, registry
 from pages.common import allow_heavy_call, api_help, app_shell, ensure_model, model_credits, read_uploaded_csv
 
@@ -167,7 +168,7 @@ with batch:
             if undated:
                 st.caption(f"{undated:,} row(s) had no readable date and are left out of the chart.")
         st.dataframe(scored, hide_index=True, width="stretch", height=320)
-        st.download_button("Download results (CSV)", scored.to_csv(index=False).encode("utf-8"), "sentiment.csv",
+        st.download_button("Download results (CSV)", csv_download(scored), "sentiment.csv",
                            "text/csv", key="download_scored", on_click="ignore", icon=":material/download:")
 
 with model_tab:

@@ -2,8 +2,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core import store
-from core.chat import as_text
+from core import files, store
 from pages.common import app_shell
 
 app_shell()
@@ -20,10 +19,16 @@ with tickets:
     if not rows:
         st.info("No tickets here. When the chatbot can't answer, users can hand the conversation to a person.")
     for t in rows:
-        with st.expander(f"#{t['id']} · {t['status']} · {t['intent'] or 'other'} · {as_text(t['question'][:80])}"):
-            st.caption(f"Created {t['created']} · {as_text(t['name'] or 'anonymous')} · {as_text(t['email'] or 'no email')}")
+        # everything in a ticket is visitor text (or a model's answer to it): files.plain shows it literally,
+        # with no links, images or formatting; the email goes in a code box, copyable without hidden characters
+        with st.expander(f"#{t['id']} · {t['status']} · {files.plain(t['intent'] or 'other')} · "
+                         f"{files.plain(t['question'][:80])}"):
+            st.caption(f"Created {t['created']} · {files.plain(t['name'] or 'anonymous')}"
+                       + ("" if t["email"] else " · no email"))
+            if t["email"]:
+                st.code(t["email"], language=None)
             for m in t["conversation"]:
-                st.markdown(f"**{'Customer' if m['role'] == 'user' else 'Penny'}:** {as_text(m['content'])}")
+                st.markdown(f"**{'Customer' if m['role'] == 'user' else 'Penny'}:** {files.plain(m['content'])}")
             new = "closed" if t["status"] == "open" else "open"
             if st.button(f"Mark {new}", key=f"ticket-{t['id']}"):
                 store.set_ticket_status(t["id"], new)
@@ -47,7 +52,7 @@ with feedback:
         fig.update_layout(height=320, margin=dict(t=20, b=10))
         st.plotly_chart(fig, width="stretch")
         st.dataframe(frame[["created", "rating", "question", "answer"]], hide_index=True, width="stretch")
-        st.download_button("Download feedback (CSV)", frame.drop(columns=["day"]).to_csv(index=False),
+        st.download_button("Download feedback (CSV)", files.csv_download(frame.drop(columns=["day"])),
                            "feedback.csv", "text/csv", on_click="ignore")
 
 with votes:

@@ -2,6 +2,7 @@
 pages; generation caps."""
 
 import pytest
+from streamlit.runtime.context import ContextProxy
 from streamlit.testing.v1 import AppTest
 
 from core import access
@@ -93,3 +94,96 @@ def test_heavy_calls_are_rate_limited_per_visitor(monkeypatch):
 
 
 # --- the store -----------------------------------------------------------------------------------------
+
+
+# --- limits per visitor, across sessions (#23) ---------------------------------------------------------
+
+@pytest.fixture
+def address(monkeypatch):
+    """Set the client address every AppTest run sees as st.context.ip_address (AppTest cannot seed it)."""
+    current = {"ip": None}
+    monkeypatch.setattr(ContextProxy, "ip_address", property(lambda self: current["ip"]))
+
+    def use(ip: str) -> None:
+        current["ip"] = ip
+    return use
+
+
+def test_limiters_are_shared_per_key_and_expire():
+    assert access.limiter_for("address 198.51.100.1") is access.limiter_for("address 198.51.100.1")
+    assert access.limiter_for("address 198.51.100.1") is not access.limiter_for("address 198.51.100.2")
+    assert access.lockout_for("address 198.51.100.1") is access.lockout_for("address 198.51.100.1")
+    made = access.Expiring(lambda key: object(), idle=10, size=3)
+    first = made.get("a", now=0)
+    assert made.get("a", now=5) is first  # used again: kept
+    for i, key in enumerate("bcd"):
+        made.get(key, now=6 + i)
+    assert len(made) == 3 and "a" not in made._items  # bounded: the least recently used went
+    made.get("e", now=100)
+    assert len(made) == 1  # everything idle for more than 10 s expired
+
+
+def test_visitor_key_prefers_a_named_user_then_the_address_then_the_browser():
+    from streamlit.web.server.starlette.starlette_app_utils import generate_xsrf_token_string
+
+    token = bytes(range(16))
+    cookie, reloaded = generate_xsrf_token_string(token, 1), generate_xsrf_token_string(token, 1)
+    assert cookie != reloaded  # a new mask on every page load ...
+    assert access.browser_token(cookie) == access.browser_token(reloaded) == token.hex()  # ... the same browser
+    assert access.visitor_key("ann", "203.0.113.9", cookie, "s1") == "user ann"
+    assert access.visitor_key(None, "203.0.113.9", cookie, "s1") == "address 203.0.113.9"
+    assert access.visitor_key(None, None, cookie, "s1") == f"browser {token.hex()}"
+    assert access.visitor_key(None, None, "garbage", "s1") == "session s1"
+
+
+def test_a_new_session_from_the_same_address_stays_rate_limited(monkeypatch, address):
+    monkeypatch.setenv("LAUNCHPAD_RATE_LIMIT", "1/3600")
+    address("203.0.113.10")
+    first = app().run()
+    first.switch_page("pages/image_classifier.py").run()
+    assert not first.exception and not any("going a little fast" in w.value for w in first.warning)
+    again = app().run()  # a reload: a new session, the same visitor
+    again.switch_page("pages/image_classifier.py").run()
+    assert any("going a little fast" in w.value for w in again.warning)
+    address("203.0.113.11")  # someone else is not limited by them
+    other = app().run()
+    other.switch_page("pages/image_classifier.py").run()
+    assert not any("going a little fast" in w.value for w in other.warning)
+
+
+def wrong_password(at: AppTest, password: str = "wrong") -> AppTest:
+    at.text_input(key="sign_in_password").set_value(password)
+    at.button[0].click().run()
+    return at
+
+
+def test_a_new_session_from_the_same_address_stays_locked_out(address):
+    address("203.0.113.20")
+    at = app(auth={"password": "s3cret"}).run()
+    for _ in range(5):
+        wrong_password(at)
+    again = wrong_password(app(auth={"password": "s3cret"}).run(), "s3cret")  # reload, then the right password
+    assert any("Too many attempts" in e.value for e in again.error)
+    assert not any("Signed in as" in c.value for c in again.sidebar.caption)
+    address("203.0.113.21")
+    other = wrong_password(app(auth={"password": "s3cret"}).run(), "s3cret")
+    assert not other.error and any("Signed in as" in c.value for c in other.sidebar.caption)
+
+
+def test_sign_in_hashes_once_for_known_and_unknown_names(monkeypatch):
+    """Timing without a clock: each path computes exactly one PBKDF2 of the same cost."""
+    ann = access.hash_password("a1", iterations=1000)
+    rules = access.Access(None, {"ann": ann, "bo": "plain-text"})
+    calls = []
+    real = access.check_password
+    monkeypatch.setattr(access, "check_password", lambda pw, stored: calls.append(stored) or real(pw, stored))
+
+    def rounds(name: str) -> list[str]:
+        calls.clear()
+        rules.verify(name, "guess")
+        return [s.split("$")[1] for s in calls if s.startswith("pbkdf2_sha256$")]
+
+    assert rounds("ann") == ["1000"]
+    assert rounds("nobody") == ["1000"]  # the unknown name pays for a dummy hash as slow as ann's
+    assert rounds("bo") == ["1000"]  # so does a user whose password is stored in plain text
+    assert rules.verify("nobody", "a1") is None and rules.verify("ann", "a1") == "ann"

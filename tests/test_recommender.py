@@ -220,3 +220,11 @@ def test_page_refuses_a_malformed_upload_and_trains_on_a_good_one(movielens_mode
 
 def recommender_own(at) -> str:
     return next(o for o in at.segmented_control(key="rec_data").options if "own" in o)
+
+
+def test_infinite_and_absurd_ratings_are_skipped_with_a_notice():
+    rows = [{"user": str(u), "item": str(i), "rating": "4"} for u in range(6) for i in range(12)]
+    rows[0]["rating"], rows[1]["rating"] = "inf", "1e308"
+    ratings, notices = recommender.clean_interactions(pd.DataFrame(rows))
+    assert len(ratings) == len(rows) - 2 and np.isfinite(ratings.rating).all()
+    assert any("infinite or beyond" in n and "2 row(s)" in n for n in notices)

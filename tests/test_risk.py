@@ -278,3 +278,14 @@ def test_page_trains_on_an_uploaded_table(data):
     at.button(key="risk_train").click().run()
     assert not at.exception and not at.error
     assert any("Trained on 300 applicants, evaluated on 100" in c.value for c in at.caption)
+
+
+def test_infinite_and_absurd_numbers_are_flagged_and_not_scored():
+    schema = risk.Schema("Status", "bad", ["Income"], {}, {"Income": (0.0, 500.0)}, {"Income": 100.0})
+    frame = pd.DataFrame({"Income": ["120", "inf", "1e308", "-1e300", "90"]})
+    clean, problems, reason = risk.validate(frame, schema)
+    flagged = [p for p in problems if p.kind == "impossible number"]
+    assert flagged and flagged[0].level == "row" and flagged[0].rows == [3, 4, 5]
+    assert "finite number" in flagged[0].message
+    assert reason.ne("").tolist() == [False, True, True, True, False]
+    assert clean.Income.isna().tolist() == [False, True, True, True, False]

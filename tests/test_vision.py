@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core import vision
+from core import files, vision
 from core.registry import Registry, registry
 
 
@@ -150,7 +150,7 @@ def test_page_warns_about_a_broken_upload_and_classifies_the_good_one():
     at.file_uploader(key="uploads").set_value([("cup.jpg", JPEG, "image/jpeg"),
                                                ("fake.png", b"not really a png", "image/png")]).run()
     assert not at.exception
-    assert any("fake.png" in w.value and "not an image" in w.value for w in at.warning)
+    assert any(files.plain("fake.png") in w.value and "not an image" in w.value for w in at.warning)  # as text
     assert any("espresso" in m.value for m in at.markdown)
 
 
@@ -206,3 +206,14 @@ def test_image_classifier_override_from_a_local_transformers_folder(monkeypatch,
     assert {label for label, _ in top} == {"cat", "cup"} and abs(sum(p for _, p in top) - 1) < 1e-5
     assert vision.features([Image.new("RGB", (8, 8))]).shape == (1, 32)
     assert "override" in fresh.state("image_classifier").source
+
+
+def test_a_postscript_file_named_png_is_refused_without_reaching_the_eps_reader(monkeypatch):
+    from PIL import EpsImagePlugin
+
+    reached = []
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", lambda self: reached.append(1))
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n0 0 moveto 8 8 lineto stroke\nshowpage\n"
+    with pytest.raises(vision.ImageInputError) as info:
+        vision.read_image(eps, "cat.png")
+    assert not reached and "cat.png is a PostScript/EPS file" in str(info.value)
