@@ -1,9 +1,13 @@
 """Sentiment scoring speed, ours (batched, length-sorted) next to a transformers pipeline called once
-per text with the same model, in the same run; then the held-out accuracy figures.
+per text with the same model, in the same run; then fp32 torch against the int8 ONNX Runtime copy
+(core/quantised.py) through the registry (median of --rounds), with both runtimes' held-out accuracy; then
+the held-out accuracy figures.
 
-Usage: python bench/sentiment.py [--texts 1000]   (trains the model first if the store has none)
+Usage: python bench/sentiment.py [--texts 1000] [--rounds 3]   (trains the model first if the store has none)
 """
 import argparse
+import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -13,28 +17,40 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from core import (
-    catalog,  # noqa: E402,F401  (declares every model slot)
-    sentiment,  # noqa: E402
+from core import (  # noqa: E402
+    catalog,  # noqa: F401  (declares every model slot)
+    quantised,
+    sentiment,
 )
 from core.registry import registry  # noqa: E402
+
+
+def slot(runtime: str):
+    """The sentiment slot loaded afresh with LAUNCHPAD_SENTIMENT_RUNTIME=runtime."""
+    os.environ["LAUNCHPAD_SENTIMENT_RUNTIME"] = runtime
+    registry.unload("sentiment")
+    return registry.get("sentiment", progress=print)
+
+
+def rate(texts: list[str]) -> float:
+    started = time.perf_counter()
+    sentiment.predict(texts)
+    return len(texts) / (time.perf_counter() - started)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--texts", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     frame, _ = sentiment.dataset()
     _, test = sentiment.split(frame)
     texts = test.text.tolist()[: args.texts]
-    bundle = registry.get("sentiment", progress=print)
+    print(f"load average before: {os.getloadavg()[0]:.2f}")
+    bundle = slot("torch")
     print(f"model: {bundle.meta['mode']} MiniLM on {bundle.device}, {torch.get_num_threads()} threads; "
           f"{len(texts)} held-out tweets\n")
     sentiment.predict(texts[:64])  # warm up
-
-    started = time.perf_counter()
-    ours = sentiment.predict(texts)
-    ours_rate = len(texts) / (time.perf_counter() - started)
 
     from transformers import pipeline
 
@@ -42,22 +58,63 @@ def main() -> None:
                          device=bundle.device, tokenizer_kwargs={"truncation": True, "max_length": sentiment.MAX_TOKENS})
     head = bundle.model.head
     n_pipe = min(len(texts), 300)
-    started = time.perf_counter()
-    piped = []
-    with torch.inference_mode():
-        for text in texts[:n_pipe]:  # once per text, as a naive app would
-            hidden = torch.tensor(extractor(text)[0])
-            piped.append(head(hidden.mean(0)).softmax(-1).numpy())
-    pipe_rate = n_pipe / (time.perf_counter() - started)
+
+    def pipeline_rate() -> tuple[float, list]:
+        started = time.perf_counter()
+        piped = []
+        with torch.inference_mode():
+            for text in texts[:n_pipe]:  # once per text, as a naive app would
+                hidden = torch.tensor(extractor(text)[0])
+                piped.append(head(hidden.mean(0)).softmax(-1).numpy())
+        return n_pipe / (time.perf_counter() - started), piped
+
+    rates = {"pipeline": [], "torch": [], "int8": []}
+    p50 = {"torch": [], "int8": []}
+    for _ in range(args.rounds):
+        pipe, piped = pipeline_rate()
+        rates["pipeline"].append(pipe)
+        rates["torch"].append(rate(texts))
+        p50["torch"].append(quantised.p50_ms(sentiment.predict))
+    ours = sentiment.predict(texts)
     agree = np.mean(np.argmax(piped, 1) == ours[:n_pipe].argmax(1))
+    torch_meta = bundle.meta
 
-    print(f"{'path':<52}{'texts/s':>9}")
-    print(f"{'transformers pipeline, one call per text':<52}{pipe_rate:>9.1f}   ({n_pipe} texts)")
-    print(f"{f'ours: batched ({sentiment.BATCH}), sorted by length, inference_mode':<52}{ours_rate:>9.1f}   "
-          f"({ours_rate / pipe_rate:.1f}x; goal >= 5x)")
-    print(f"same labels on {agree:.1%} of the shared texts\n")
+    int8 = slot("int8")
+    sentiment.predict(texts[:64])
+    for _ in range(args.rounds):
+        rates["int8"].append(rate(texts))
+        p50["int8"].append(quantised.p50_ms(sentiment.predict))
+    int8_probs = sentiment.predict(texts)
+    held_out = sentiment.training_frames(torch_meta.get("limit"))[1]
+    int8_metrics = sentiment.metrics(held_out.label.tolist(), [sentiment.LABELS[i] for i in
+                                                               sentiment.predict(held_out.text.tolist()).argmax(1)])
+    median = {k: statistics.median(v) for k, v in rates.items()}
+    print(f"{'path':<60}{'texts/s':>9}   median of {args.rounds}: each round")
+    rows = [("pipeline", "transformers pipeline, one call per text (fp32 torch)"),
+            ("torch", f"ours, fp32 torch: batched ({sentiment.BATCH}), sorted by length"),
+            ("int8", f"ours, int8 ONNX Runtime ({int8.meta['runtime']}), same path")]
+    for key, label in rows:
+        print(f"{label:<60}{median[key]:>9.1f}   {median[key] / median['pipeline']:.1f}x the pipeline  "
+              f"[{', '.join(f'{r:.0f}' for r in rates[key])}]")
+    print(f"one text through the slot, p50 (median of {args.rounds} x 25 calls): fp32 torch "
+          f"{statistics.median(p50['torch']):.2f} ms, int8 {statistics.median(p50['int8']):.2f} ms")
+    print(f"fp32 ours vs pipeline: same labels on {agree:.1%} of the {n_pipe} shared texts; int8 vs fp32 ours: "
+          f"{np.mean(int8_probs.argmax(1) == ours.argmax(1)):.1%} of {len(texts)}")
+    fp32_m = torch_meta["metrics"]
+    print(f"held-out ({len(held_out):,} tweets): fp32 torch accuracy {fp32_m['accuracy']:.4f} macro-F1 "
+          f"{fp32_m['macro_f1']:.4f}; int8 {int8_metrics['accuracy']:.4f} / {int8_metrics['macro_f1']:.4f} "
+          f"(change {100 * (int8_metrics['accuracy'] - fp32_m['accuracy']):+.2f} points)")
+    print(f"goals: int8 >= 4x the pipeline: {median['int8'] / median['pipeline']:.1f}x; accuracy loss <= 0.5 points: "
+          f"{100 * (fp32_m['accuracy'] - int8_metrics['accuracy']):.2f}")
+    export = quantised.exports().get("sentiment", {})
+    if export:
+        print(f"export: {export['export_seconds']} s; disk fp32 {export['fp32']['bytes'] / 1e6:.1f} MB, int8 "
+              f"{export['int8']['bytes'] / 1e6:.1f} MB; memory fp32 weights {export['fp32']['memory_bytes'] / 1e6:.1f} MB,"
+              f" int8 session {export['int8']['memory_bytes'] / 1e6:.1f} MB "
+              f"({export['int8'].get('batch_memory_bytes', 0) / 1e6:.0f} MB after a batch)")
+    print(f"load average after: {os.getloadavg()[0]:.2f}\n")
 
-    meta = bundle.meta
+    meta = torch_meta
     print(f"held-out: {meta['n_test']:,} tweets; trained on {meta['n_train']:,} in {meta['train_seconds']:.0f} s "
           f"({meta['mode']}, limit {meta['limit']})")
     print(f"{'model':<34}{'accuracy':>9}{'macro-F1':>10}")

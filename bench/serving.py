@@ -3,6 +3,8 @@ each micro-batched model, with batching off and on in the same run; prints throu
 latency per request, and each batched run's mean batch size.
 
 Usage: python bench/serving.py [--seconds 4] [--clients 1 4 16] [--slots sentiment embedder image_classifier]
+On CPU the text slots serve their int8 ONNX Runtime copies; LAUNCHPAD_EMBEDDER_RUNTIME=torch and
+LAUNCHPAD_SENTIMENT_RUNTIME=torch measure the fp32 torch path instead.
 The sentiment model must be trained already (it is on first use of its page, or run bench/sentiment.py).
 """
 import argparse
@@ -98,7 +100,7 @@ def main() -> None:
         call = batch_call(slot)
         for i in range(8):
             call(i)  # warm
-        print(f"{slot} on {registry.get(slot).device}")
+        print(f"{slot} on {registry.get(slot).device}, {registry.get(slot).meta.get('runtime') or 'torch'}")
         print(f"  {'clients':>7} {'batching':>8} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'mean batch':>10}")
         single = None
         for clients in args.clients:

@@ -23,18 +23,16 @@ import gzip
 import hashlib
 import io
 import json
-import logging
 import time
 import uuid
-import warnings
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from core import config, store, trained
+from core import config, quantised, store, trained
+from core.quantised import quiet as _quiet
 from core.registry import ModelBundle, Origin, SlotSpec, override_folder, registry
 from core.trained import TrainedModel, TrainingJob
 
@@ -479,23 +477,6 @@ def _latency_ms(fn, x, rounds: int = 5, calls: int = 40, seconds: float = 2.0) -
     return min(medians) * 1000
 
 
-@contextmanager
-def _quiet():
-    """The ONNX exporter and quantiser log advice (torchvision missing, "consider pre-processing") that
-    is no use to a visitor; keep it out of the server's log."""
-    names = ("", "torch.onnx", "torch.export", "onnxscript", "onnx_ir")
-    levels = {n: logging.getLogger(n).level for n in names}
-    for n in names:
-        logging.getLogger(n).setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for n, level in levels.items():
-            logging.getLogger(n).setLevel(level)
-
-
 def export_onnx(net, path: Path) -> None:
     """fp32 ONNX with batch norm folded into the convolutions, and a dynamic batch dimension."""
     torch = _torch()
@@ -537,12 +518,7 @@ def onnx_probabilities(session, images: np.ndarray, batch: int = 500) -> np.ndar
 
 
 def onnx_session(path: Path):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1  # one digit at a time: more threads only add overhead
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return quantised.session(path, threads=1)  # one digit at a time: more threads only add overhead
 
 
 def prune(net, x_train, y_train, params: dict, amount: float = 0.5):

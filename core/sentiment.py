@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core import config, store, trained
+from core import config, quantised, store, trained
 from core.embeddings import mean_pool
 from core.registry import (
     Kind,
@@ -291,7 +291,9 @@ def _save(net, tokenizer, meta: dict) -> None:
 # --- the registry slot ---------------------------------------------------------------------------
 
 def load(source, device: str, dtype, progress):
-    """Registry loader: our stored model (trained first when missing or stale), or an override."""
+    """Registry loader: our stored model (trained first when missing or stale), or an override. On CPU it serves
+    the model's int8 ONNX Runtime copy (made, measured on the held-out tweets and stored the first time; a
+    retrained model gets its own), torch on a GPU or with LAUNCHPAD_SENTIMENT_RUNTIME=torch."""
     import_transformers()
     from safetensors.torch import load_file
     from transformers import AutoModel, AutoTokenizer
@@ -299,11 +301,34 @@ def load(source, device: str, dtype, progress):
     if source.origin == Origin.OVERRIDE:
         return _load_override(source, device, dtype)
     folder, trained_seconds = TRAINED.ready(progress)
-    meta = TRAINED.meta(folder) | {"trained_seconds": trained_seconds}
-    net = _net(AutoModel.from_pretrained(folder / "encoder"))
-    net.head.load_state_dict(load_file(str(folder / "head.safetensors")))
+    meta = TRAINED.meta(folder) | {"trained_seconds": trained_seconds, "runtime": "torch"}
     tokenizer = AutoTokenizer.from_pretrained(folder / "encoder")
-    net.to(device=device, dtype=dtype).eval()
+
+    def torch_net():
+        net = _net(AutoModel.from_pretrained(folder / "encoder"))
+        net.head.load_state_dict(load_file(str(folder / "head.safetensors")))
+        return net.eval()
+
+    def export() -> dict:
+        net, test_df = torch_net(), training_frames(meta.get("limit"))[1]
+        return quantised.build(
+            SLOT, key, str(folder), net, net.encoder, ["input_ids", "attention_mask"], "logits", False,
+            [folder / "encoder" / "model.safetensors", folder / "head.safetensors"],
+            lambda int8: quantised.classifier_figures(lambda m, t: _probabilities(m, tokenizer, t, "cpu"), net, int8,
+                                                      test_df.text.tolist(), test_df.label.tolist(), LABELS, metrics,
+                                                      meta["metrics"]))
+
+    if quantised.runtime(SLOT, device) == "int8":
+        key = f"{meta.get('created')}|{meta.get('data_fingerprint')}"  # a retrained model gets its own copy
+        try:
+            info = quantised.ensure(SLOT, key, export, progress)
+            return ModelBundle(quantised.served(SLOT, hidden=False), tokenizer, meta | quantised.bundle_meta(info),
+                               "cpu", "int8")
+        except Exception as exc:  # ONNX Runtime missing, or the export failed: torch serves
+            if config.setting("sentiment_runtime") == "int8":
+                raise
+            meta["int8_error"] = f"{type(exc).__name__}: {exc}"[:300]
+    net = torch_net().to(device=device, dtype=dtype)
     return ModelBundle(net, tokenizer, meta, device, str(dtype).removeprefix("torch."))
 
 

@@ -2,7 +2,7 @@ import pandas as pd
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from core import catalog
+from core import catalog, quantised
 from core.registry import READY, SlotError, registry
 from pages.common import app_shell
 
@@ -83,3 +83,40 @@ if loaded:
     st.plotly_chart(fig, width="stretch")
 else:
     st.info("No model has been loaded in this process yet. Open a demo, or press **Load** above.")
+
+st.subheader("Optimisation: fp32 vs int8")
+rows = quantised.comparison()
+if not rows:
+    st.info("No int8 copy has been made on this machine yet. It is made, once per model, the first time the "
+            "text embedder or the sentiment model loads on a CPU (press **Load** above).")
+else:
+    optimised = pd.DataFrame(rows)
+    for slot in optimised.slot.unique():
+        st.markdown(f"**{registry.spec(slot).title}**: {quantised.summary(slot)}")
+    st.dataframe(optimised.rename(columns={
+        "slot": "Slot", "variant": "Variant", "runtime": "Runtime", "size_mb": "Size on disk (MB)",
+        "memory_mb": "Memory (MB)", "p50_ms": "One text p50 (ms)", "texts_per_s": "Throughput (texts/s)",
+        "quality": "Quality", "quality_name": "Quality measure", "macro_f1": "Macro-F1"})[
+        ["Slot", "Variant", "Runtime", "Size on disk (MB)", "Memory (MB)", "One text p50 (ms)", "Throughput (texts/s)",
+         "Quality", "Quality measure", "Macro-F1"]], hide_index=True, width="stretch", column_config={
+        c: st.column_config.NumberColumn(format="%.1f") for c in ("Size on disk (MB)", "Memory (MB)",
+                                                                   "One text p50 (ms)", "Throughput (texts/s)")}
+        | {c: st.column_config.NumberColumn(format="%.3f") for c in ("Quality", "Macro-F1")})
+    gains = quantised.gains(rows)
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.62, 0.38],
+                        subplot_titles=("int8 against fp32 (higher is better)", "Quality on held-out data"))
+    for slot, g in gains.items():
+        fig.add_bar(x=list(g), y=list(g.values()), name=registry.spec(slot).title, row=1, col=1,
+                    text=[f"{v:.1f}x" for v in g.values()], textposition="outside", legendgroup=slot)
+    for variant in ("fp32", "int8"):
+        part = optimised[optimised.variant == variant]
+        fig.add_bar(x=part.slot, y=part.quality, name=f"{variant} quality", row=1, col=2,
+                    text=[f"{v:.3f}" for v in part.quality], textposition="outside")
+    fig.update_xaxes(title_text="Measure", row=1, col=1)
+    fig.update_xaxes(title_text="Model slot", row=1, col=2)
+    fig.update_yaxes(title_text="int8 / fp32 (x)", row=1, col=1)
+    fig.update_yaxes(title_text="Top-1 (embedder) / accuracy (sentiment)", range=[0, 1.1], row=1, col=2)
+    fig.update_layout(barmode="group", height=420, margin=dict(t=40, b=10))
+    st.plotly_chart(fig, width="stretch", key="int8_chart")
+    with st.expander("How the int8 copies are made and measured"):
+        st.markdown(quantised.details_markdown())

@@ -5,7 +5,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import sentiment, store
+from core import quantised, sentiment, store
 from core.files import csv_download  # formula cells neutralised, like every CSV we offer
 from core.registry import FAILED, NOT_LOADED, READY, registry
 from pages.common import allow_heavy_call, api_help, app_shell, ensure_model, model_credits, read_uploaded_csv
@@ -213,3 +213,19 @@ with model_tab:
         c1, c2 = st.columns(2)
         c1.metric("Accuracy", f"{a['accuracy']:.3f}", f"{a['accuracy'] - b.get('accuracy', a['accuracy']):+.3f}")
         c2.metric("Macro-F1", f"{a['macro_f1']:.3f}", f"{a['macro_f1'] - b.get('macro_f1', a['macro_f1']):+.3f}")
+    st.subheader("Optimised for CPU: int8")
+    int8_rows = [r for r in quantised.comparison() if r["slot"] == sentiment.SLOT]
+    if not int8_rows:
+        st.caption("The fine-tuned model's int8 copy is made the first time it loads on a CPU.")
+    else:
+        st.markdown(quantised.summary(sentiment.SLOT) + (" It is what answers here now." if meta.get("runtime", "")
+                                                         .startswith("ONNX") else ""))
+        st.dataframe(pd.DataFrame(int8_rows).rename(columns={
+            "variant": "Variant", "runtime": "Runtime", "size_mb": "Size (MB)", "p50_ms": "One text (ms)",
+            "texts_per_s": "Texts/s", "quality": "Accuracy", "macro_f1": "Macro-F1"})[
+            ["Variant", "Runtime", "Size (MB)", "One text (ms)", "Texts/s", "Accuracy", "Macro-F1"]],
+            hide_index=True, width="stretch", column_config={
+                c: st.column_config.NumberColumn(format="%.3f" if c in ("Accuracy", "Macro-F1") else "%.1f")
+                for c in ("Size (MB)", "One text (ms)", "Texts/s", "Accuracy", "Macro-F1")})
+        st.caption("Held-out tweets; measured on this machine when the copy was made. The Models page compares "
+                   "both encoders, with a chart.")

@@ -38,7 +38,7 @@ def test_models_page_loads_and_unloads_a_slot_with_its_buttons():
     assert not at.exception and not at.error
     table = at.dataframe[0].value.set_index("Slot")
     assert table.loc["embedder", "State"] == READY
-    assert table.loc["embedder", "Memory (MB)"] > 50
+    assert table.loc["embedder", "Memory (MB)"] > 20  # int8 ONNX Runtime session about 45 MB, torch weights 91 MB
     assert any("Licence" in c.value for c in at.caption)
     at.button(key="warm-embedder").click().run()
     assert registry.state("embedder").calls >= 1
