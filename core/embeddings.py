@@ -45,17 +45,15 @@ def load(source: Source, device: str, dtype, progress) -> ModelBundle:
     cfg = AutoConfig.from_pretrained(source.location, **config.hf_kwargs())
     max_len = min(int(getattr(tokenizer, "model_max_length", 512) or 512), 512)
     meta = {"pooling": _pooling_mode(source), "dim": cfg.hidden_size, "max_length": max_len, "runtime": "torch"}
-    if quantised.runtime(SLOT, device) == "int8":
-        copy = SLOT if source.origin != Origin.OVERRIDE else f"{SLOT}-override"  # the default's copy stays cached
-        try:
-            key = quantised.files_key(source.location, getattr(cfg, "_commit_hash", None))
-            info = quantised.ensure(copy, key, lambda: _export(copy, source, tokenizer, meta, key), progress)
-            return ModelBundle(quantised.served(copy, hidden=True), tokenizer, meta | quantised.bundle_meta(info),
-                               "cpu", "int8")
-        except Exception as exc:  # ONNX Runtime missing, or the export failed: torch serves
-            if config.setting("embedder_runtime") == "int8":
-                raise
-            meta["int8_error"] = f"{type(exc).__name__}: {exc}"[:300]
+    copy = SLOT if source.origin != Origin.OVERRIDE else f"{SLOT}-override"  # the default's copy stays cached
+
+    def key() -> str:  # hashes the weight files: only when int8 serves
+        return quantised.files_key(source.location, getattr(cfg, "_commit_hash", None))
+
+    int8 = quantised.serve_int8(SLOT, device, copy, key, lambda k: _export(copy, source, tokenizer, meta, k),
+                                progress, hidden=True, meta=meta)
+    if int8 is not None:
+        return ModelBundle(int8, tokenizer, meta, "cpu", "int8")
     return ModelBundle(_torch_model(source, device, dtype), tokenizer, meta, device, str(dtype).removeprefix("torch."))
 
 

@@ -191,6 +191,27 @@ def served(slot: str, hidden: bool, path: Path | None = None) -> Int8Model:
     return Int8Model(session(path or folder(slot) / MODEL, 1), hidden, workers=threads())
 
 
+def serve_int8(slot: str, device: str, copy: str, key: Callable[[], str], make: Callable[[str], dict], progress,
+               hidden: bool, meta: dict) -> Int8Model | None:
+    """The int8 copy that serves `slot` on `device` (`copy` names its folder; made by `make(key)` first when it
+    is missing or was made from another key), with `meta` updated to say so. None when torch serves: the
+    runtime says torch, or the copy failed (ONNX Runtime missing, a failed export), recorded in
+    meta["int8_error"], unless LAUNCHPAD_<SLOT>_RUNTIME=int8 forces it, when the error is raised."""
+    if runtime(slot, device) != "int8":
+        return None
+    try:
+        made_from = key()
+        info = ensure(copy, made_from, lambda: make(made_from), progress)
+        model = served(copy, hidden)
+    except Exception as exc:
+        if config.setting(f"{slot}_runtime") == "int8":
+            raise
+        meta["int8_error"] = f"{type(exc).__name__}: {exc}"[:300]
+        return None
+    meta.update(bundle_meta(info))
+    return model
+
+
 def bundle_meta(info: dict) -> dict:
     """What the int8 bundle's meta adds: its runtime, and the bytes the registry counts against its budget."""
     return {"runtime": "ONNX Runtime int8", "bytes": info["int8"].get("memory_bytes") or info["int8"]["bytes"],

@@ -309,7 +309,7 @@ def load(source, device: str, dtype, progress):
         net.head.load_state_dict(load_file(str(folder / "head.safetensors")))
         return net.eval()
 
-    def export() -> dict:
+    def export(key: str) -> dict:
         net, test_df = torch_net(), training_frames(meta.get("limit"))[1]
         return quantised.build(
             SLOT, key, str(folder), net, net.encoder, ["input_ids", "attention_mask"], "logits", False,
@@ -318,16 +318,10 @@ def load(source, device: str, dtype, progress):
                                                       test_df.text.tolist(), test_df.label.tolist(), LABELS, metrics,
                                                       meta["metrics"]))
 
-    if quantised.runtime(SLOT, device) == "int8":
-        key = f"{meta.get('created')}|{meta.get('data_fingerprint')}"  # a retrained model gets its own copy
-        try:
-            info = quantised.ensure(SLOT, key, export, progress)
-            return ModelBundle(quantised.served(SLOT, hidden=False), tokenizer, meta | quantised.bundle_meta(info),
-                               "cpu", "int8")
-        except Exception as exc:  # ONNX Runtime missing, or the export failed: torch serves
-            if config.setting("sentiment_runtime") == "int8":
-                raise
-            meta["int8_error"] = f"{type(exc).__name__}: {exc}"[:300]
+    key = f"{meta.get('created')}|{meta.get('data_fingerprint')}"  # a retrained model gets its own copy
+    int8 = quantised.serve_int8(SLOT, device, SLOT, lambda: key, export, progress, hidden=False, meta=meta)
+    if int8 is not None:
+        return ModelBundle(int8, tokenizer, meta, "cpu", "int8")
     net = torch_net().to(device=device, dtype=dtype)
     return ModelBundle(net, tokenizer, meta, device, str(dtype).removeprefix("torch."))
 
