@@ -913,9 +913,11 @@ def preload_slots() -> list[str]:
 
 
 def _preload(names: list[str]) -> None:
-    """One after another, so the quick ones are ready first (a visitor's page may start another meanwhile)."""
+    """One after another, so the quick ones are ready first, each once no other slot is loading: the loads
+    visitors started go first (a visitor's page may start another meanwhile)."""
     for name in names:
         try:
+            registry.prepare(name, after_others=True)
             while not registry.wait(name, timeout=5.0):
                 pass
         except SlotError as exc:  # the Models page and /readyz show it

@@ -63,6 +63,7 @@ class Origin(StrEnum):
     OVERRIDE = "override"  # a file, folder, hub id or URL the user set
 
 RETRY_AFTER_S = 30.0  # a failed load is answered from memory this long, then tried again
+QUIET_WAIT_S, QUIET_POLL_S = 300.0, 0.5  # prepare(after_others=True): the longest wait for other loads; how often it looks
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
 Progress = Callable[..., None]  # progress(message, fraction=None): what a load is doing, and how far (0..1) it is
@@ -584,28 +585,47 @@ class Registry:
                 self._note(entry, fallback=reason + "; moved to CPU", params=params, bytes=nbytes)
                 _free_accelerator_memory()
 
-    def prepare(self, name: str, retry: bool = False) -> None:
+    def prepare(self, name: str, retry: bool = False, after_others: bool = False) -> None:
         """Start loading the slot in a background thread (training it first, for models our code trains) and
         return at once; a no-op while it is loaded or being prepared. The load belongs to no visitor: closing
         a tab or pressing Stop does not stop it. Its progress is in state(name).progress. `retry`: try a slot that
-        failed a moment ago again at once (the Models page's Load button), as load() does."""
+        failed a moment ago again at once (the Models page's Load button), as load() does. `after_others`: a
+        training of minutes (the fine-tuned sentiment model) first waits until no other slot is loading (at
+        most QUIET_WAIT_S), so on a fresh machine it does not take the cores from the loads visitors wait for."""
         entry = self._entries[self.spec(name).name]
         with self._lock:
             if entry.bundle is not None or (entry.preparer is not None and entry.preparer.is_alive()):
                 return
-            entry.preparer = threading.Thread(target=self._prepare, args=(name, retry), name=f"prepare-{name}",
-                                              daemon=True)
+            entry.preparer = threading.Thread(target=self._prepare, args=(name, retry, after_others),
+                                              name=f"prepare-{name}", daemon=True)
             entry.preparer.start()
 
     def preparing(self) -> list[threading.Thread]:
         """The background loads prepare() started that are still running."""
         return [e.preparer for e in self._entries.values() if e.preparer is not None and e.preparer.is_alive()]
 
-    def _prepare(self, name: str, retry: bool) -> None:
+    def loading(self) -> list[str]:
+        """The slots loading (or training) now."""
+        return [n for n, e in self._entries.items() if e.state == LOADING]
+
+    def _prepare(self, name: str, retry: bool, after_others: bool) -> None:
+        if after_others:
+            self._wait_for_others(name)
         try:
             self._load(name, None, retry)
         except SlotError:  # recorded in the slot's state; wait() raises it to whoever waits
             pass
+
+    def _wait_for_others(self, name: str) -> None:
+        entry = self._entries[name]
+        deadline = time.monotonic() + QUIET_WAIT_S
+        while time.monotonic() < deadline and entry.bundle is None:
+            others = [self.spec(n).title for n in self.loading() if n != name]
+            if not others:
+                return
+            self._note(entry, progress=f"Starts when the other models have loaded ({', '.join(others)} loading)",
+                       progress_fraction=0.0)
+            time.sleep(QUIET_POLL_S)
 
     def wait(self, name: str, timeout: float) -> bool:
         """Whether the slot is loaded, waiting up to `timeout` seconds for the load prepare() started (it

@@ -408,7 +408,7 @@ def serving_slot() -> str:
                 return SLOT
         except SlotError:
             return SLOT
-    registry.prepare(SLOT)
+    registry.prepare(SLOT, after_others=True)
     return QUICK
 
 

@@ -50,7 +50,7 @@ def fine_tuning() -> None:
     if state.state in (READY, FAILED):
         st.rerun(scope="app")  # the fine-tuned model takes over (or the page says why it could not)
     if state.state == NOT_LOADED:
-        registry.prepare(sentiment.SLOT)
+        registry.prepare(sentiment.SLOT, after_others=True)
     accuracy = registry.get(sentiment.QUICK).meta["metrics"]["accuracy"]
     st.info(f"**For now the quick model answers** (word counts and logistic regression, {accuracy:.0%} right on "
             "tweets it never saw) while our fine-tuned model trains on the server (a few minutes). It takes over on "

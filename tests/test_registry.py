@@ -368,6 +368,34 @@ def test_prepare_loads_apart_from_the_visitor_who_asked():
     assert not registry.preparing()
 
 
+def test_a_long_training_prepared_after_others_waits_until_no_other_slot_loads():
+    """The fine-tuned sentiment model's minutes of training start once the loads visitors wait for are done;
+    meanwhile its progress says what it waits for."""
+    started, release, trained = threading.Event(), threading.Event(), []
+
+    def busy(source, device, dtype, progress):
+        started.set()
+        release.wait(10)
+        return ModelBundle(torch.nn.Linear(4, 1, bias=False), device=device)
+
+    def training(source, device, dtype, progress):
+        trained.append(registry.loading())
+        return ModelBundle(torch.nn.Linear(4, 1, bias=False), device=device)
+
+    registry = Registry([make_slot("images", loader=busy), make_slot("fine_tuned", loader=training)])
+    registry.prepare("images")
+    assert started.wait(5)
+    registry.prepare("fine_tuned", after_others=True)
+    deadline = time.monotonic() + 10
+    while not registry.state("fine_tuned").progress.startswith("Starts when") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert "(Images loading)" in registry.state("fine_tuned").progress and trained == []
+    assert registry.state("fine_tuned").state == "not loaded"
+    release.set()
+    assert registry.wait("fine_tuned", timeout=10)
+    assert trained == [["fine_tuned"]]  # it started with nothing else loading
+
+
 def test_wait_raises_the_error_of_a_failed_background_load():
     def loader(source, device, dtype, progress):
         raise OSError("disk on fire")
