@@ -36,3 +36,40 @@ DEMOS: list[Demo] = [
          "Watch a neural network learn to read handwriting in under a minute, then draw a digit and see "
          "what it reads; correct it and it learns.", ("digits",)),
 ]
+
+
+@dataclass(frozen=True)
+class TourStep:
+    minutes: float
+    page: str  # a DEMOS page, or an Operations page
+    label: str
+    click: str  # what to do on the page
+    say: str  # what it shows a stakeholder
+
+
+# Home's guided tour: a five-minute stakeholder demo, in order. Every step uses what the page offers on a fresh
+# start (sample FAQ, sample photos, sample applicants, the MovieLens sample); tests/test_pages.py checks the pages exist.
+TOUR: list[TourStep] = [
+    TourStep(1.5, "pages/chatbot.py", "Support chatbot",
+             "Ask \"How do I reset my password?\", open the cited article under the answer, then ask \"What's the "
+             "weather in Paris tomorrow?\"",
+             "It answers from your own help centre and shows where each answer came from; when the question is not "
+             "covered it says so and offers a ticket to a person instead of making something up."),
+    TourStep(1.0, "pages/sentiment.py", "Sentiment analysis",
+             "Paste a customer message (\"The app is great but support never answered my email\"), press Analyse, "
+             "then look at the highlighted words.",
+             "Thousands of messages can be triaged by mood in seconds, and the words that decided are shown, so "
+             "nobody has to trust a black box. Correcting it teaches it."),
+    TourStep(1.0, "pages/image_classifier.py", "Image classifier",
+             "Keep the two sample photos and look at the top answers; then open \"Teach your own classes\".",
+             "A product team can teach it their own categories from a handful of photos, without a data scientist."),
+    TourStep(1.0, "pages/credit_risk.py", "Credit-risk scoring",
+             "Open \"One applicant\", change the income, and watch the decision and its reasons; then open "
+             "\"Fairness\".",
+             "Every decision comes with reason codes a loan officer can read out, and the approval policy is a "
+             "slider the business sets, checked for fairness across groups."),
+    TourStep(0.5, "pages/recommender.py", "Movie recommender",
+             "As a new visitor, pick three films you like.",
+             "Suggestions appear at once, each explained by a film you picked: the same engine ranks products, "
+             "articles or courses."),
+]

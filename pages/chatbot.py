@@ -166,14 +166,25 @@ def render(i: int, message: dict) -> None:
             vote(i, message, question)
         elif message.get("kind") == chat.Reply.GENERATE:
             feedback(i, message, question)
+        if i == len(state.messages) - 1 and message.get("kind") == chat.Reply.GENERATE and not message.get("compare"):
+            if st.button("Regenerate", key=f"regenerate-{i}", icon=":material/refresh:", type="tertiary",
+                         help="Ask the same question again for another answer"):
+                state.messages, state.resubmit = state.messages[:i - 1], question
+                st.rerun()
 
+
+if state.get("streaming"):  # the last run was stopped mid-answer (Stop, or another click): keep what was shown
+    stopped = state.pop("streaming")
+    stopped["content"] = stopped["content"] or "(stopped before any text)"
+    stopped["grounding"] = "Stopped before the end."
+    state.messages.append(stopped)
 
 for i, message in enumerate(state.messages):
     render(i, message)
 
 # --- handle input -------------------------------------------------------------------------------
 prompt = st.chat_input("Ask about billing, your account, technical issues or privacy", key="chat_input",
-                       submit_mode="disable")
+                       submit_mode="disable") or state.pop("resubmit", None)
 if prompt is not None:
     if not allow_heavy_call():
         st.caption(f"Not sent: {files.plain(prompt[:300])}")
@@ -202,10 +213,16 @@ if prompt is not None:
     elif plan.kind == chat.Reply.GENERATE:
         with st.chat_message("assistant", avatar="🤖"):
             answer = chat.AnswerStream(plan, temperature, max_new_tokens, grounded, kb.name)
-            box = st.empty()  # the answer as plain text while it streams too (st.write_stream renders Markdown)
-            with st.spinner("Penny is writing…"):
+            box = st.container(key="streaming-answer").empty()  # plain text as it streams (st.write_stream renders Markdown)
+            st.button("Stop", key="stop", icon=":material/stop_circle:", type="tertiary",
+                      help="Stop the answer here; what is shown so far is kept")  # a click reruns: the stream ends
+            state.streaming = reply | {"content": ""}
+            with st.spinner("Penny is writing, checking each sentence against the help centre…" if grounded
+                            else "Penny is writing…"):
                 for text in chat.growing(answer):
                     box.markdown(files.plain(text))
+                    state.streaming["content"] = text
+            state.pop("streaming", None)
             reply["content"] = answer.text
         reply["grounding"] = grounding_note(answer)
         if answer.unanswered or answer.fallback:  # not sure: offer a person beside the closest article

@@ -1,6 +1,6 @@
 import streamlit as st
 
-from core.demos import DEMOS
+from core.demos import DEMOS, TOUR
 from core.registry import registry
 from pages.common import app_shell
 
@@ -9,6 +9,13 @@ app_shell()
 st.title("🚀 Launchpad")
 st.markdown("Working prototypes of our AI products. Every demo runs on models that ship with the app, "
             "loaded once and shared by every visitor. Pick one to try it.")
+
+with st.expander(f"**Five-minute demo for a stakeholder** · {len(TOUR)} steps, in this order", icon=":material/route:"):
+    for number, step in enumerate(TOUR, 1):
+        st.markdown(f"**{number}. {step.label}** · about {step.minutes:g} min")
+        st.write(f"Do: {step.click}")
+        st.caption(f"What it shows: {step.say}")
+        st.page_link(step.page, label=f"Step {number}: go to {step.label}", icon=":material/arrow_forward:")
 
 if not DEMOS:
     st.info("No demos are installed yet. The **Models** page shows the models they will use.")

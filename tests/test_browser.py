@@ -112,6 +112,29 @@ def test_chatbot_answers_with_sources_and_offers_a_hand_off(server, page):
     shot(page, "chatbot")
 
 
+def test_chatbot_stop_keeps_what_was_shown_and_regenerate_asks_again(server, page):
+    page.goto(server + "/chatbot")
+    settle(page, "Knowledge base:")
+    box = page.get_by_test_id("stChatInputTextArea")
+    box.fill("How do I reset my password?")
+    box.press("Enter")
+    page.get_by_role("button", name="Stop").wait_for(timeout=120_000)
+    shown = page.locator(".st-key-streaming-answer").inner_text()  # what the visitor has read when they press Stop (may be nothing yet)
+    page.get_by_role("button", name="Stop").click()
+    settle(page, "Regenerate")
+    messages = page.get_by_test_id("stChatMessage")
+    assert messages.count() == 2, "the stopped answer is kept as the reply"
+    kept = messages.nth(1).get_by_test_id("stMarkdownContainer").first.inner_text()
+    assert kept.strip() and shown.strip() in kept, (shown, kept)
+    question = messages.nth(0).inner_text()
+    page.get_by_role("button", name="Regenerate").click()
+    settle(page, "Regenerate", timeout=180)
+    messages = page.get_by_test_id("stChatMessage")
+    assert messages.count() == 2, "Regenerate replaces the answer; it does not add a second question"
+    assert "reset my password" in messages.nth(0).inner_text() and messages.nth(0).inner_text() == question
+    shot(page, "chatbot-regenerated")
+
+
 def test_copy_studio_writes_variants(server, page):
     page.goto(server + "/copy_studio")
     settle(page, "Product description")

@@ -22,6 +22,21 @@ def test_home_renders_without_loading_any_model():
     assert all(s.state == NOT_LOADED for s in registry.states())
 
 
+def test_home_gives_a_guided_tour_of_real_pages_in_about_five_minutes():
+    from pathlib import Path
+
+    from core.demos import TOUR
+
+    at = app().run()
+    tour = at.expander[0]
+    assert "Five-minute demo" in tour.label
+    assert [m.value.split("**")[1] for m in tour.markdown if m.value.startswith("**")] == [f"{n}. {s.label}" for n, s in enumerate(TOUR, 1)]
+    assert 4 <= sum(s.minutes for s in TOUR) <= 6
+    root = Path(__file__).resolve().parent.parent
+    assert all((root / s.page).is_file() for s in TOUR)
+    assert {s.page for s in TOUR} <= {d.page for d in DEMOS}
+
+
 @pytest.mark.parametrize("page", [d.page for d in DEMOS] + ["pages/models.py"])
 def test_every_page_runs_without_an_exception(page):
     at = app().run()
