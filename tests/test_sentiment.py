@@ -123,6 +123,8 @@ def test_non_utf8_csv_with_empty_cells_keeps_every_row(trained):
     scored = sentiment.score_table(frame, "comment")
     assert len(scored) == 3 and scored.sentiment[1] == "(empty)" and np.isnan(scored.p_negative[1])
     assert scored.sentiment[2] in sentiment.LABELS
+    probabilities = scored.loc[[0, 2], ["p_negative", "p_neutral", "p_positive"]].to_numpy(dtype=float)
+    assert (probabilities == probabilities.round(4)).all()  # four decimals in the table and the CSV
     trend, undated = sentiment.over_time(scored, "when")
     assert undated == 0 and trend.share.between(0, 1).all()
 
