@@ -209,6 +209,38 @@ class SlotState:
     licence: str
     provenance: str
 
+    def in_words(self) -> str:
+        """The slot's health for a non-engineer: is it there, is it well, how long a visitor waits."""
+        if self.state == FAILED:
+            return f"Not working: {self.last_error or 'its load failed'}. The Load button tries again."
+        if self.state == LOADING:
+            return f"Getting ready: {self.progress or 'loading'}. Visitors who need it wait meanwhile."
+        if self.state == NOT_LOADED:
+            return "Not loaded yet: it loads the first time a visitor needs it, or press Load."
+        served = f"{self.calls:,} request{'s' if self.calls != 1 else ''} served"
+        errors = f", {self.errors:,} failed" if self.errors else ""
+        wait = f"; a typical answer takes {_duration(self.p50_ms)}" if self.p50_ms is not None else ""
+        return f"Ready: {served}{errors}{wait}."
+
+
+def _duration(ms: float) -> str:
+    return f"{ms:,.0f} ms" if ms < 1000 else f"{ms / 1000:,.1f} s"
+
+
+class Counted:
+    """Stands in for a slot's model object (registry.counted): attributes are the model's, and calling one of its
+    methods is a registry.run(), so the Models page counts the call and its latency."""
+
+    def __init__(self, registry: Registry, slot: str):
+        self._registry, self._slot = registry, slot
+
+    def __getattr__(self, attribute: str):
+        value = getattr(self._registry.get(self._slot).model, attribute)
+        if not callable(value):
+            return value
+        return lambda *args, **kwargs: self._registry.run(
+            self._slot, lambda bundle: getattr(bundle.model, attribute)(*args, **kwargs))
+
 
 CallListener = Callable[[str, float, int, bool], None]  # (slot, seconds, batch size, failed), once per model call
 
@@ -518,6 +550,12 @@ class Registry:
             raise SlotError(spec.name, entry.source, f"{type(exc).__name__}: {exc}", _fix_for(spec, source)) from exc
 
     # running models
+    def counted(self, name: str) -> Counted:
+        """The slot's model object, with each of its method calls counted and timed like run() (for pages that
+        call the model's own methods: credit risk, the recommender)."""
+        self.spec(name)
+        return Counted(self, name)
+
     def run(self, name: str, fn: Callable[..., Any], *args, **kwargs) -> Any:
         """Call fn(bundle, *args, **kwargs), timing it for the stats. On a GPU out-of-memory the
         slot moves to CPU, the reason is recorded, and the call is retried there once."""

@@ -69,7 +69,7 @@ def sample_or_own_model(slot: str, choices: tuple[str, str], key: str, train_own
         return model
     if not ensure_model(slot):
         st.stop()
-    return registry.get(slot).model
+    return registry.counted(slot)  # its calls count on the Models page like every other model's
 
 
 def read_uploaded_csv(upload, what: str = ""):

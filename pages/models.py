@@ -2,44 +2,65 @@ import pandas as pd
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from core import catalog, quantised
-from core.registry import READY, SlotError, registry
+from core import catalog, files, quantised
+from core.registry import FAILED, LOADING, NOT_LOADED, READY, SlotError, registry
 from pages.common import app_shell
 
 app_shell()
 
 st.title("Models")
-st.caption("Every model slot in this process: shared by all visitors, loaded once, evicted least-recently-used "
-           "when the memory budget is exceeded. Override any slot with a Hugging Face id or a local folder "
-           "(see README, Configuration).")
+st.caption("The AI models behind the demos, whether each is ready and how fast it answers visitors. Each is loaded "
+           "once and shared by everyone; the least recently used is unloaded when memory runs short. Engineers can "
+           "point any model at a Hugging Face id, a folder or a server (README, Configuration).")
 
 live = st.toggle("Live figures (refresh every 2 s)", value=True, key="models_live",
                  help="Latency is per request, including any wait to join a batch; mean batch is how many "
                       "requests each model call served (micro-batching across visitors).")
 
 
+ICONS = {READY: ":material/check_circle:", LOADING: ":material/hourglass_top:", FAILED: ":material/error:",
+         NOT_LOADED: ":material/radio_button_unchecked:"}
+
+
+def number(value, digits: int = 1) -> str:
+    """A table cell: the figure, or a dash where there is none yet (never 'None')."""
+    return "—" if value is None or value != value else f"{value:,.{digits}f}"
+
+
 @st.fragment(run_every=2 if live else None)
 def figures() -> None:
     stats = [registry.state(n) for n in catalog.slots()]
+    ready = [s for s in stats if s.state == READY]
+    broken = [s for s in stats if s.state == FAILED or s.errors]
+    a, b, c = st.columns(3)
+    a.metric("Models ready", f"{len(ready)} of {len(stats)}", help="The others load when a visitor first needs them.")
+    b.metric("Health", "all well" if not broken else f"{len(broken)} with problems",
+             help="A model with problems failed to load or failed some requests: see its line below.")
+    c.metric("Requests served", f"{sum(s.calls for s in stats):,}", help="Since this server started, all visitors.")
+    for s in stats:
+        st.markdown(f"{ICONS[s.state]} **{s.title}** · {files.plain(s.in_words())}")
     used = sum(s.bytes for s in stats)
     budget = registry.memory_budget_bytes
     st.progress(min(used / budget, 1.0),
-                text=f"Resident weights: {used / 2**20:,.0f} MB of a {budget / 2**20:,.0f} MB budget")
+                text=f"Memory the models use: {used / 2**20:,.0f} MB of a {budget / 2**20:,.0f} MB budget")
+    st.markdown("**Engineering details**")
     table = pd.DataFrame([{
         "Slot": s.slot, "Model": s.model, "State": s.state, "Runtime": s.runtime or "torch",
         "Device": s.device, "Dtype": s.dtype,
-        "Params (M)": s.parameters / 1e6 if s.parameters else None,
-        "Memory (MB)": s.bytes / 2**20 if s.bytes else None,
-        "Load (s)": s.load_seconds, "Trained (s)": s.train_seconds or None, "Loads": s.loads,
+        "Params (M)": number(s.parameters / 1e6 if s.parameters else None),
+        "Memory (MB)": number(s.bytes / 2**20 if s.bytes else None),
+        "Load (s)": number(s.load_seconds), "Trained (s)": number(s.train_seconds or None), "Loads": s.loads,
         "Calls": s.calls, "Errors": s.errors,
-        "p50 (ms)": s.p50_ms, "p95 (ms)": s.p95_ms, "Mean batch": s.mean_batch,
-        "Note": s.fallback or s.progress or s.last_error,
+        "p50 (ms)": number(s.p50_ms), "p95 (ms)": number(s.p95_ms), "Mean batch": number(s.mean_batch),
+        "Note": s.fallback or s.progress or s.last_error or "—",
     } for s in stats])
     st.dataframe(table, hide_index=True, width="stretch", column_config={
-        c: st.column_config.NumberColumn(format="%.1f")
-        for c in ("Params (M)", "Memory (MB)", "Load (s)", "Trained (s)", "p50 (ms)", "p95 (ms)", "Mean batch")})
-    st.caption("Batching: " + ("on: concurrent requests from different visitors share one model call"
-                               if registry.batching else "off (LAUNCHPAD_BATCHING=off)"))
+        "Note": st.column_config.TextColumn(width="large")})
+    st.caption("p50 and p95: the time half and 95% of requests took, from asking to the last word; a chat answer is "
+               "one request that streams for seconds, so its p95 is the longest answers. Load: reading the weights "
+               "(training is counted apart, under Trained). Batching: "
+               + ("on: concurrent requests from different visitors share one model call"
+                  if registry.batching else "off (LAUNCHPAD_BATCHING=off)"))
 
 
 figures()

@@ -49,6 +49,9 @@ with feedback:
         fig = px.bar(daily, x="day", y="answers", color="rating", barmode="stack",
                      color_discrete_map={"👍 helpful": "#2E9E5B", "👎 not helpful": "#D9534F"},
                      labels={"day": "Day", "answers": "Rated answers", "rating": "Rating"})
+        first, last = pd.Timestamp(daily.day.min()), pd.Timestamp(daily.day.max())
+        fig.update_xaxes(type="date", dtick=24 * 3600 * 1000 * max(1, (last - first).days // 10), tickformat="%d %b",
+                         range=[first - pd.Timedelta(hours=18), last + pd.Timedelta(hours=18)])  # whole days, even for one
         fig.update_layout(height=320, margin=dict(t=20, b=10))
         st.plotly_chart(fig, width="stretch")
         st.dataframe(frame[["created", "rating", "question", "answer"]], hide_index=True, width="stretch")

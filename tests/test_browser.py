@@ -72,7 +72,7 @@ def sidebar_text(pg) -> str:
 
 def test_a_deep_link_to_a_fresh_server_gets_the_whole_app_shell(server, page):
     page.goto(server + "/models")  # the very first request this process serves
-    settle(page, "Resident weights")
+    settle(page, "Memory the models use")
     settle(page, "models loaded")  # the sidebar's summary is written after the page has run
     nav = sidebar_text(page)
     assert "Operations" in nav and "Demos" in nav and "Launchpad" in nav, nav
@@ -162,7 +162,7 @@ def test_support_desk_closes_a_ticket(server, page):
 
 def test_models_page_warms_up_a_slot(server, page):
     page.goto(server + "/models")
-    settle(page, "Resident weights")
+    settle(page, "Memory the models use")
     page.get_by_role("button", name="Warm up").nth(2).click()  # the image classifier
     settle(page, "warmed up")
 
@@ -219,7 +219,7 @@ def test_twenty_simultaneous_sessions_stay_separate_and_share_one_copy_of_each_m
         elif kind == "image_classifier":
             await pg.get_by_text("espresso").first.wait_for(timeout=WAIT_MS)
         else:
-            await pg.get_by_text("Resident weights").wait_for(timeout=WAIT_MS)
+            await pg.get_by_text("Memory the models use").wait_for(timeout=WAIT_MS)
         took[i] = time.time() - opened
         body = await pg.inner_text("body") + (downloaded if kind == "sentiment" else "")
         await context.close()
@@ -263,7 +263,7 @@ def test_twenty_simultaneous_sessions_stay_separate_and_share_one_copy_of_each_m
             assert not seen, (i, kind, seen)
 
     page.goto(server + "/models")
-    settle(page, "Resident weights")
+    settle(page, "Memory the models use")
     shot(page, "models_after_concurrency")
     text = page.inner_text("body")
     loads = dict(re.findall(r"· (\w+) · [^·\n]+ · ready · loaded (\d+)× in this process", text))

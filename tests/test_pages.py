@@ -53,7 +53,10 @@ def test_models_page_loads_and_unloads_a_slot_with_its_buttons():
     assert not at.exception and not at.error
     table = at.dataframe[0].value.set_index("Slot")
     assert table.loc["embedder", "State"] == READY
-    assert table.loc["embedder", "Memory (MB)"] > 20  # int8 ONNX Runtime session about 45 MB, torch weights 91 MB
+    assert float(table.loc["embedder", "Memory (MB)"]) > 20  # int8 ONNX Runtime session about 45 MB, torch weights 91 MB
+    assert "None" not in table.astype(str).to_numpy()  # a missing figure is a dash
+    lines = [m.value for m in at.markdown if "**Text embedder**" in m.value]
+    assert lines and "Ready:" in lines[0], lines  # the plain-language line above the table
     assert any("Licence" in c.value for c in at.caption)
     at.button(key="warm-embedder").click().run()
     assert registry.state("embedder").calls >= 1

@@ -194,7 +194,9 @@ def test_page_recommends_for_a_new_visitor_and_a_user(movielens_model):
     assert not at.exception
     assert any("Pick at least one" in i.value for i in at.info)
     toy = movielens_model.items.set_index("title").loc["Toy Story (1995)", "item"]
+    calls = registry.state("recommender").calls
     at.multiselect(key="rec_liked").set_value([toy]).run()
+    assert registry.state("recommender").calls > calls  # the Models page counts the page's calls
     table = at.dataframe[0].value
     assert len(table) == 10 and (table["because you liked"] == "Toy Story (1995)").all()
     at.selectbox(key="rec_genre").set_value("Animation").run()

@@ -406,3 +406,30 @@ def test_wait_raises_the_error_of_a_failed_background_load():
         while not registry.wait("broken", timeout=5):
             pass
     assert registry.state("broken").state == "failed"
+
+
+def test_a_slot_state_in_words_says_what_a_visitor_gets():
+    registry = Registry([make_slot("a"), make_slot("broken", loader=lambda *a: (_ for _ in ()).throw(OSError("gone")))])
+    assert registry.state("a").in_words().startswith("Not loaded yet")
+    registry.run("a", lambda bundle: None)
+    words = registry.state("a").in_words()
+    assert words.startswith("Ready: 1 request served") and "a typical answer takes" in words
+    with pytest.raises(SlotError):
+        registry.load("broken")
+    assert registry.state("broken").in_words().startswith("Not working:") and "gone" in registry.state("broken").in_words()
+
+
+def test_a_counted_model_object_counts_its_method_calls_and_passes_attributes_through():
+    class Scorer(torch.nn.Linear):
+        threshold = 0.5
+
+        def score(self, x):
+            return x * 2
+
+    registry = Registry([make_slot("scorer", loader=lambda *a: ModelBundle(Scorer(4, 1), device="cpu"))])
+    model = registry.counted("scorer")
+    assert model.threshold == 0.5 and registry.state("scorer").calls == 0  # reading an attribute is no call
+    assert model.score(21) == 42 and model.score(1) == 2
+    assert registry.state("scorer").calls == 2 and registry.state("scorer").p50_ms is not None
+    with pytest.raises(KeyError):
+        registry.counted("no_such_slot")

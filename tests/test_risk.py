@@ -247,8 +247,10 @@ def test_page_shows_performance_and_scores_one_applicant():
                                  "Gradient boosting, before calibration"]
     at.number_input(key="risk_in_Income").set_value(40.0)
     at.selectbox(key="risk_in_Records").set_value("yes")
+    calls = registry.state("credit_risk").calls
     at.button[[b.label for b in at.button].index("Score this applicant")].click().run()
     assert not at.exception
+    assert registry.state("credit_risk").calls > calls  # the Models page counts the page's calls
     labels = [m.label for m in at.metric]
     assert "Probability of default" in labels and "Score" in labels
     assert any("Reason codes" in m.value for m in at.markdown)
