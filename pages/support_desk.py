@@ -52,6 +52,7 @@ with feedback:
         first, last = pd.Timestamp(daily.day.min()), pd.Timestamp(daily.day.max())
         fig.update_xaxes(type="date", dtick=24 * 3600 * 1000 * max(1, (last - first).days // 10), tickformat="%d %b",
                          range=[first - pd.Timedelta(hours=18), last + pd.Timedelta(hours=18)])  # whole days, even for one
+        fig.update_traces(width=0.8 * 24 * 3600 * 1000)  # a bar of most of a day (a date axis counts milliseconds)
         fig.update_layout(height=320, margin=dict(t=20, b=10))
         st.plotly_chart(fig, width="stretch")
         st.dataframe(frame[["created", "rating", "question", "answer"]], hide_index=True, width="stretch")
