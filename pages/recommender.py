@@ -111,7 +111,8 @@ with visitor:
     popular = model.items.sort_values("ratings", ascending=False)["item"].tolist()
     titles = dict(zip(model.items["item"], model.items.title))
     picked = st.multiselect("Pick a few movies you like (type to search)", popular, format_func=titles.get,
-                            key="rec_liked", max_selections=20, placeholder="Toy Story, The Matrix, …")
+                            key="rec_liked", max_selections=20, placeholder="Toy Story, The Matrix, …",
+                            filter_mode="contains", select_all=False)  # Enter never picks every match
     if not picked:
         st.info("Pick at least one movie: recommendations appear as soon as you do.")
     else:
@@ -126,9 +127,12 @@ with evaluate_tab:
     evaluation(model)
 with search:
     query = st.text_input("Title contains", key="rec_search", max_chars=200, placeholder="star wars")
-    found = model.search(query)
+    found = model.search(query, limit=len(model.items))
+    if genre:  # the genre filter above applies here too
+        found = found[found.genres.str.contains(genre, regex=False)]
+    found = found.head(50)
     if found.empty:
-        st.info(f"No title contains '{files.plain(query)}'.")
+        st.info(f"No title contains '{files.plain(query)}'" + (f" in {files.plain(genre)}." if genre else "."))
     else:
         item = st.selectbox("Movies like", found["item"].tolist(), format_func=titles.get, key="rec_similar_to")
         similar = model.similar(item)

@@ -203,6 +203,14 @@ def test_page_recommends_for_a_new_visitor_and_a_user(movielens_model):
     assert at.dataframe[0].value.genres.str.contains("Animation").all()
     assert len(at.dataframe[1].value) == 10
     assert not at.exception
+    at.text_input(key="rec_search").set_value("the").run()  # the search tab keeps the genre filter
+    found = at.selectbox(key="rec_similar_to").options
+    genres = movielens_model.items.set_index("title").genres
+    assert found and all("Animation" in genres[title] for title in found), found[:5]
+    picker = at.multiselect(key="rec_liked").proto
+    assert picker.select_all == 0  # no "Select N matches": Enter after typing "Up" filled the 20 picks with unrelated films
+    from streamlit.proto.SelectWidgetFilterMode_pb2 import SelectWidgetFilterMode
+    assert picker.filter_mode == SelectWidgetFilterMode.FILTER_MODE_CONTAINS  # "Matrix" offered a kung-fu film by fuzzy match
 
 
 def test_page_refuses_a_malformed_upload_and_trains_on_a_good_one(movielens_model):
