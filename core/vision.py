@@ -13,6 +13,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
@@ -270,14 +271,31 @@ def features(images: list[Image.Image], batch_size: int | None = None) -> np.nda
 
 # --- custom classes ---------------------------------------------------------------------------
 
+UNSURE_BELOW = 0.3  # an ImageNet answer under this confidence is shown as a guess, with why
+NONE = "None of these"  # a custom model's answer for an image like none of its classes
+OPEN_SET_SHARE, OPEN_SET_RANGE = 0.6, (0.2, 0.5)  # the "none of these" line: 0.6 x the least similar held-out example
+
+
+class CustomPrediction(NamedTuple):
+    label: str  # a class, or NONE
+    confidence: float  # the classifier's probability for its best class
+    probabilities: np.ndarray  # per class
+    similarity: float  # cosine similarity to the closest class's average example
+    closest: str  # that class
+
+
 @dataclass
 class CustomClassifier:
-    """Softmax(X W^T + b) over normalised features: fitted by logistic regression, stored as arrays."""
+    """Softmax(X W^T + b) over normalised features: fitted by logistic regression, stored as arrays. With
+    `centroids` (each class's average example) it also says "none of these" when an image is less similar to
+    every class than `threshold` (a softmax always picks one of the classes: an astronaut came out "Coffee")."""
 
     classes: list[str]
     weight: np.ndarray  # (classes, features)
     bias: np.ndarray  # (classes,)
     meta: dict = field(default_factory=dict)
+    centroids: np.ndarray | None = None  # (classes, features), unit length; None for models saved before them
+    threshold: float = 0.0
 
     def predict_proba(self, feats: np.ndarray) -> np.ndarray:
         z = feats @ self.weight.T + self.bias
@@ -285,10 +303,28 @@ class CustomClassifier:
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True)
 
-    def predict(self, images: list[Image.Image]) -> list[tuple[str, float, np.ndarray]]:
-        """(label, confidence, all class probabilities) per image."""
-        probs = self.predict_proba(features(images))
-        return [(self.classes[int(p.argmax())], float(p.max()), p) for p in probs]
+    def predict(self, images: list[Image.Image]) -> list[CustomPrediction]:
+        feats = features(images)
+        probs = self.predict_proba(feats)
+        sims = feats @ self.centroids.T if self.centroids is not None else np.ones_like(probs)
+        out = []
+        for p, s in zip(probs, sims):
+            label = self.classes[int(p.argmax())] if s.max() >= self.threshold else NONE
+            out.append(CustomPrediction(label, float(p.max()), p, float(s.max()), self.classes[int(s.argmax())]))
+        return out
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+
+
+def open_set(x: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, float, float]:
+    """Each class's unit-length average example, and the "none of these" threshold: OPEN_SET_SHARE of the lowest
+    similarity of a training example to its class's average without it (leave-one-out), kept in OPEN_SET_RANGE."""
+    centroids = np.stack([_unit(x[y == c].mean(0)) for c in range(n_classes)])
+    held = [float(x[i] @ _unit(x[(y == y[i]) & (np.arange(len(y)) != i)].mean(0))) for i in range(len(y))]
+    lowest = min(held)
+    return centroids.astype(np.float32), float(np.clip(OPEN_SET_SHARE * lowest, *OPEN_SET_RANGE)), lowest
 
 
 def _fit_arrays(x: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -320,8 +356,9 @@ def fit_custom(examples: dict[str, list[Image.Image]]) -> CustomClassifier:
             continue  # cannot leave out a class's only other example
         w, b = _fit_arrays(x[keep], y[keep], len(classes))
         hits += int(np.argmax(x[i] @ w.T + b) == y[i])
-    meta = {"examples": {name: len(examples[name]) for name in classes},
-            "loo_accuracy": hits / len(y), "fit_seconds": time.perf_counter() - started,
+    centroids, threshold, lowest = open_set(x, y, len(classes))
+    meta = {"examples": {name: len(examples[name]) for name in classes}, "threshold": threshold,
+            "lowest_held_out_similarity": lowest, "loo_accuracy": hits / len(y), "fit_seconds": time.perf_counter() - started,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "features": f"EfficientNet-Lite0 penultimate layer ({x.shape[1]}-d), registry slot {SLOT}"}
     from core import store
@@ -330,7 +367,7 @@ def fit_custom(examples: dict[str, list[Image.Image]]) -> CustomClassifier:
     store.record_training_run("custom_images", {"classes": classes, "examples": meta["examples"]}, fingerprint,
                               meta["fit_seconds"], {"loo_accuracy": meta["loo_accuracy"]},
                               model=f"custom classes: {', '.join(classes)}"[:200])
-    return CustomClassifier(classes, weight.astype(np.float32), bias.astype(np.float32), meta)
+    return CustomClassifier(classes, weight.astype(np.float32), bias.astype(np.float32), meta, centroids, threshold)
 
 
 def _custom_dir():
@@ -351,7 +388,10 @@ def save_custom(model: CustomClassifier, name: str) -> str:
 
     name = _safe_name(name)
     folder = _custom_dir()
-    save_file({"weight": model.weight, "bias": model.bias}, str(folder / f"{name}.safetensors"))
+    arrays = {"weight": model.weight, "bias": model.bias}
+    if model.centroids is not None:
+        arrays["centroids"] = model.centroids
+    save_file(arrays, str(folder / f"{name}.safetensors"))
     (folder / f"{name}.json").write_text(json.dumps({"classes": model.classes, **model.meta}, indent=2))
     return name
 
@@ -369,8 +409,10 @@ def load_custom(name: str) -> CustomClassifier:
         info = json.loads((folder / f"{name}.json").read_text())
         arrays = load_file(str(folder / f"{name}.safetensors"))
         classes = info.pop("classes")
-        model = CustomClassifier(classes, arrays["weight"], arrays["bias"], info)
-        if model.weight.shape[0] != len(classes) or model.bias.shape != (len(classes),):
+        model = CustomClassifier(classes, arrays["weight"], arrays["bias"], info, arrays.get("centroids"),
+                                 float(info.get("threshold", 0.0)))
+        if model.weight.shape[0] != len(classes) or model.bias.shape != (len(classes),) or (
+                model.centroids is not None and model.centroids.shape != model.weight.shape):
             raise ValueError("weights do not match the class list")
     except FileNotFoundError:
         raise ValueError(f"No saved custom model named '{name}'.") from None

@@ -49,6 +49,7 @@ def ensure_model(slot: str) -> bool:
             while not registry.wait(slot, timeout=0.5):
                 box.update(label=registry.state(slot).progress or f"Loading {title}…")
             box.update(label=f"{title} is ready", state="complete", expanded=False)
+        holder.empty()  # loaded: the box goes (it stayed on the page until the next rerun)
         return True
     except SlotError as exc:
         holder.error(f"**{title} is unavailable.** {exc.reason}.\n\n**Fix:** {exc.fix}", icon=":material/error:")

@@ -70,6 +70,9 @@ with recognise:
                 left, right = st.columns([1, 2])
                 left.image(picture.image, caption=plain(picture.name), width="stretch")
                 right.markdown(f"**{top5[0][0]}** · {top5[0][1]:.0%} confident")
+                if top5[0][1] < vision.UNSURE_BELOW:
+                    right.caption("Not sure: it only knows ImageNet's 1,000 classes (objects and animals; no people, "
+                                  "astronauts or brands) and names the closest. Teach it your own classes for those.")
                 right.plotly_chart(probability_chart([label for label, _ in top5], [p for _, p in top5], "ImageNet class"),
                                    width="stretch", key=f"chart-{picture.name}-{id(picture)}")
                 if picture.notes:
@@ -88,8 +91,15 @@ with teach:
             name = st.text_input("Class name", value=f"Class {chr(65 + i)}", key=f"class-name-{i}", max_chars=40)
             files = st.file_uploader(f"Examples of {plain(name) if name else 'this class'}", type=IMAGE_TYPES,
                                      accept_multiple_files=True, key=f"class-files-{i}")
-            examples[name] = [p.image for p in read_uploads(files)]
-            st.caption(f"{len(examples[name])} usable image(s)")
+            shots = st.session_state.setdefault(f"class-shots-{i}", [])
+            if st.toggle("Add photos from the camera", key=f"class-camera-on-{i}"):
+                shot = st.camera_input(f"Photo of {plain(name) if name else 'this class'}", key=f"class-camera-{i}")
+                if shot is not None and shot.file_id not in [s.name for s in shots] and len(shots) < 30:
+                    shots.extend(vision.Picture(shot.file_id, p.image) for p in read_uploads([shot]))
+            examples[name] = [p.image for p in read_uploads(files)] + [s.image for s in shots]
+            if examples[name]:
+                st.image(examples[name][:12], width=56)  # thumbnails of the examples, not file names
+            st.caption(f"{len(examples[name])} usable image(s)" + (f", {len(shots)} from the camera" if shots else ""))
 
     if st.button("Train custom classifier", type="primary", key="train") and allow_heavy_call():
         if len([n for n in examples if n.strip()]) < int(count):
@@ -122,12 +132,19 @@ with teach:
         trials = read_uploads(st.file_uploader("Classify new images with your model", type=IMAGE_TYPES,
                                                accept_multiple_files=True, key="custom-trials"))
         if trials:
-            for picture, (label, confidence, probs) in zip(trials, model.predict([p.image for p in trials])):
+            for picture, guess in zip(trials, model.predict([p.image for p in trials])):
                 left, right = st.columns([1, 2])
                 left.image(picture.image, caption=plain(picture.name), width="stretch")
-                right.markdown(f"**{plain(label)}** · {confidence:.0%} confident")
-                right.plotly_chart(probability_chart(model.classes, [float(p) for p in probs], "Your class"),
+                if guess.label == vision.NONE:
+                    right.markdown(f"**None of your classes** · it looks most like {plain(guess.closest)}, but less than "
+                                   "any of your examples do. Add examples, or a class for it.")
+                else:
+                    right.markdown(f"**{plain(guess.label)}** · {guess.confidence:.0%} confident")
+                right.plotly_chart(probability_chart(model.classes, [float(p) for p in guess.probabilities], "Your class"),
                                    width="stretch", key=f"custom-chart-{picture.name}-{id(picture)}")
+                right.caption(f"Similarity to the closest class's examples: {guess.similarity:.2f} (below "
+                              f"{model.threshold:.2f} is 'none of these')" if model.centroids is not None else
+                              "Saved before 'none of these' existed: train it again to get that answer.")
         name_col, save_col = st.columns([3, 1], vertical_alignment="bottom")
         save_name = name_col.text_input("Save as", value="my-classes", key="save-name", max_chars=60)
         if save_col.button("Save to model store", key="save-custom", width="stretch"):

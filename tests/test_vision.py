@@ -111,16 +111,37 @@ def test_custom_classes_reach_full_accuracy_on_held_out_images(tmp_path, monkeyp
     assert model.meta["loo_accuracy"] >= 0.9  # 10 examples: at most one miss
     held_out = [(k, synthetic(k, s)) for k in ("blobs", "stripes") for s in range(100, 110)]
     predictions = model.predict([img for _, img in held_out])
-    assert [label for label, _, _ in predictions] == [k for k, _ in held_out]
+    assert [guess.label for guess in predictions] == [k for k, _ in held_out]
 
     monkeypatch.setenv("LAUNCHPAD_STORE", str(tmp_path))
     name = vision.save_custom(model, "blobs vs stripes!")
     assert name == "blobs-vs-stripes" and vision.list_custom() == [name]
     again = vision.load_custom(name)
     assert again.classes == model.classes and np.array_equal(again.weight, model.weight)
+    assert np.array_equal(again.centroids, model.centroids) and again.threshold == model.threshold
     (tmp_path / "custom_images" / f"{name}.safetensors").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="damaged"):
         vision.load_custom(name)
+
+
+def views(image: Image.Image) -> list[Image.Image]:
+    """A photo, mirrored, and two crops: a class's examples from one sample photo."""
+    from PIL import ImageOps
+
+    w, h = image.size
+    return [image, ImageOps.mirror(image), image.crop((w // 8, h // 8, w - w // 8, h - h // 8)),
+            ImageOps.mirror(image.crop((0, 0, w * 3 // 4, h * 3 // 4)))]
+
+
+def test_custom_classes_say_none_of_these_for_an_image_unlike_every_class():
+    gallery = vision.sample_gallery()
+    coffee, cat = views(gallery["Coffee cup"].convert("RGB")), views(gallery["Chelsea the cat"].convert("RGB"))
+    model = vision.fit_custom({"Coffee": coffee[:2], "Cat": cat[:2]})
+    assert vision.OPEN_SET_RANGE[0] <= model.threshold <= vision.OPEN_SET_RANGE[1]
+    astronaut, rocket, new_cat = model.predict([gallery["Astronaut"].convert("RGB"), gallery["Rocket"].convert("RGB"),
+                                                cat[2]])
+    assert astronaut.label == rocket.label == vision.NONE  # a softmax alone said "Coffee"
+    assert astronaut.similarity < model.threshold <= new_cat.similarity and new_cat.label == "Cat"
 
 
 def test_custom_classes_need_two_named_classes_with_two_examples():
