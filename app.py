@@ -37,8 +37,6 @@ else:  # a visitor's script run
             page.run()
     finally:  # after the page, so models it just loaded are counted (also when it stopped early)
         ready = [s for s in registry.states() if s.state == READY]
-        line = (f"🚀 **Launchpad** · {len(ready)} of {len(registry.slots())} models loaded"
-                f" · {sum(s.bytes for s in ready) / 2**20:,.0f} MB")
-        if ready:
-            line += "  \nDevices: " + ", ".join(sorted({f"{s.device} ({s.dtype})" for s in ready}))
-        summary.caption(line)
+        gpu = any(s.device.startswith(("cuda", "mps")) for s in ready)
+        summary.caption(f"🚀 **Launchpad** · {len(ready)} of {len(registry.slots())} AI models ready"
+                        + (" · running on a GPU" if gpu else ""))  # devices and sizes: the Models page

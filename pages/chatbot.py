@@ -9,18 +9,19 @@ app_shell()
 # --- sidebar: settings and knowledge base --------------------------------------------------------
 with st.sidebar:
     st.subheader("Chat settings")
-    temperature = st.slider("Temperature", 0.0, 1.0, 0.3, 0.05, key="temperature",
-                            help="0 always picks the likeliest word; higher is more varied.")
-    max_new_tokens = st.slider("Max new tokens", 32, 256, 128, 16, key="max_tokens")
-    passages = st.slider("Passages used", 1, 5, 3, key="passages", help="Help-centre entries retrieved and cited.")
-    threshold = st.slider("Hand-off below similarity", 0.10, 0.60, chat.HANDOFF_THRESHOLD, 0.01, key="threshold",
-                          help="Below this retrieval similarity Penny offers a human instead of guessing.")
-    grounded = st.toggle("Grounding check", value=True, key="grounded",
-                         help="Show only sentences the help centre supports (a sentence at a time); off streams raw tokens.")
     compare = st.toggle("Compare two models", value=False, key="compare",
                         help="Each question is answered by two chat models side by side; vote for the better answer. "
                              "The names are shown after your vote. Win rates are on the Support desk page.")
-    st.caption(f"Model: {registry.model_name('chat_lm')}"
+    advanced = st.expander("Advanced: tuning for engineers", icon=":material/tune:")
+    temperature = advanced.slider("Temperature", 0.0, 1.0, 0.3, 0.05, key="temperature",
+                            help="0 always picks the likeliest word; higher is more varied.")
+    max_new_tokens = advanced.slider("Max new tokens", 32, 256, 128, 16, key="max_tokens")
+    passages = advanced.slider("Passages used", 1, 5, 3, key="passages", help="Help-centre entries retrieved and cited.")
+    threshold = advanced.slider("Hand-off below similarity", 0.10, 0.60, chat.HANDOFF_THRESHOLD, 0.01, key="threshold",
+                          help="Below this retrieval similarity Penny offers a human instead of guessing.")
+    grounded = advanced.toggle("Grounding check", value=True, key="grounded",
+                         help="Show only sentences the help centre supports (a sentence at a time); off streams raw tokens.")
+    advanced.caption(f"Model: {registry.model_name('chat_lm')}"
                + (f" vs {registry.model_name('chat_lm_b')}" if compare else "")
                + f" · embeddings: {registry.model_name('embedder')}")
     st.subheader("Knowledge base")

@@ -87,12 +87,13 @@ def read_uploaded_csv(upload, what: str = ""):
 
 
 def model_credits(*slots: str, data: str = "") -> None:
-    """Where each model (and data set) came from, and under which licence."""
+    """Where each model (and data set) came from, and under which licence: one click away, in "About this demo"."""
     lines = [f"**{registry.spec(s).title}**: {registry.describe(s)[2]}. Licence: {registry.licence(s)}."
              for s in slots]
     if data:
         lines.append(f"**Data**: {data}")
-    st.caption("  \n".join(lines))
+    with st.expander("About this demo: models, data and licences", icon=":material/info:"):
+        st.caption("  \n".join(lines))
 
 
 def _secrets() -> dict:

@@ -8,8 +8,8 @@ from pages.common import app_shell
 app_shell()
 
 st.title("🎧 Support desk")
-st.caption("Tickets handed over by the chatbot, and what users thought of its answers. Stored in SQLite "
-           f"(`{store.db_path().name}`).")
+st.caption("Tickets the chatbot handed over to a person, and what customers thought of its answers.",
+           help=f"Kept in the app's database: SQLite file `{store.db_path().name}` (LAUNCHPAD_DB).")
 
 tickets, feedback, votes = st.tabs(["Tickets", "Answer feedback", "Model votes"])
 

@@ -73,7 +73,7 @@ def sidebar_text(pg) -> str:
 def test_a_deep_link_to_a_fresh_server_gets_the_whole_app_shell(server, page):
     page.goto(server + "/models")  # the very first request this process serves
     settle(page, "Memory the models use")
-    settle(page, "models loaded")  # the sidebar's summary is written after the page has run
+    settle(page, "AI models ready")  # the sidebar's summary is written after the page has run
     nav = sidebar_text(page)
     assert "Operations" in nav and "Demos" in nav and "Launchpad" in nav, nav
     assert "common" not in nav.split()  # pages/common.py is a helper, not a page
@@ -92,8 +92,9 @@ def test_home_cards_lead_to_the_demos(server, page):
 def test_image_classifier_recognises_the_sample_photos(server, page):
     page.goto(server + "/image_classifier")
     settle(page, "confident")
-    body = page.inner_text("body")
-    assert "espresso" in body and "Licence" in body
+    assert "espresso" in page.inner_text("body")
+    page.get_by_text("About this demo").first.click()  # sources and licences: one click away
+    page.get_by_text("Licence").first.wait_for(timeout=10_000)
     page.locator("[data-testid='stPlotlyChart']").nth(1).wait_for(timeout=30_000)  # a top-5 chart per photo
     shot(page, "image_classifier")
 
