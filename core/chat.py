@@ -8,7 +8,6 @@ not guess: it offers a human hand-off.
 from __future__ import annotations
 
 import hashlib
-import html
 import re
 import threading
 import time
@@ -78,12 +77,6 @@ def clean_message(text: str | None) -> tuple[str, str]:
                   "Try a shorter question.")
         return text[:MAX_MESSAGE_CHARS].rstrip(), notice
     return text, ""
-
-
-def as_text(text: str) -> str:
-    """Markdown that displays `text` literally: no HTML, links, images or formatting from it."""
-    text = html.escape(text, quote=False)
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|~>])", r"\\\1", text).replace("\n", "  \n")
 
 
 FOLLOW_UP = re.compile(r"\b(it|its|that|this|those|these|they|them|there|one|also|else|same|what about|how about)\b"

@@ -1,7 +1,7 @@
 import streamlit as st
 
 from core import copywriter, llm, store
-from core.chat import as_text
+from core.files import plain
 from core.registry import registry
 from pages.common import allow_heavy_call, app_shell, ensure_model, model_credits
 
@@ -45,10 +45,10 @@ def cards(texts: list[str], done: list[bool] | None = None, key: str = "") -> No
                 break
             with column.container(border=True):
                 if done is not None:  # still streaming
-                    st.markdown(f"{'✅' if done[i] else '✏️'} **Variant {i + 1}**  \n{as_text(texts[i]) or '…'}")
+                    st.markdown(f"{'✅' if done[i] else '✏️'} **Variant {i + 1}**  \n{plain(texts[i]) or '…'}")
                     continue
                 st.markdown(f"**Variant {i + 1}** · {len(texts[i].split())} words  \n"
-                            + (as_text(texts[i]) or "_(the model wrote nothing: try again or raise the temperature)_"))
+                            + (plain(texts[i]) or "_(the model wrote nothing: try again or raise the temperature)_"))
                 st.code(texts[i], language=None, wrap_lines=True)  # its corner has a copy button
                 st.download_button("Download", texts[i], f"copy-variant-{key}{i + 1}.txt", "text/plain",
                                    key=f"download-{key}{i}", on_click="ignore", icon=":material/download:")
@@ -105,7 +105,7 @@ if state.get("copy_results"):
     if len(results) == 2:
         for i, result in enumerate(results):
             name = f" · {result['model']}" if state.get("copy_winner") else ""
-            st.markdown(f"#### Model {'AB'[i]}{as_text(name)}")
+            st.markdown(f"#### Model {'AB'[i]}{plain(name)}")
             cards(result["variants"], key=f"{'ab'[i]}-")
         vote()
     else:
