@@ -228,9 +228,11 @@ def fairness_view(model: risk.RiskModel, method: risk.Method, limits: tuple[floa
 
 
 st.title("🏦 Credit-risk scoring")
-st.caption("Probability of default from two models we train here, turned into a score in points (600 at 50:1 "
-           "good:bad odds, 20 points to double the odds), an approve / review / decline policy, reason codes, "
-           "batch scoring and a fairness check.")
+st.caption("Decide loan applications in seconds: each applicant gets a score, an approve / review / decline answer "
+           "under the policy you set, and the reasons a loan officer can read out; then check the policy is fair "
+           "across groups. **Try first:** open *One applicant* and change the income.",
+           help="Two models trained here estimate the probability of default; it becomes a score in points (600 at "
+                "50:1 good:bad odds, 20 points to double the odds).")
 model_credits("credit_risk", data=risk.SAMPLE_CREDIT)
 api_help("credit_risk")
 
