@@ -346,11 +346,15 @@ def _safe_name(name: str) -> str:
     return cleaned
 
 
-def save_custom(model: CustomClassifier, name: str) -> str:
+def save_custom(model: CustomClassifier, name: str, overwrite: bool = True) -> str:
+    """Saves under a safe form of `name`; with overwrite=False a name already saved is refused (ValueError)."""
     from safetensors.numpy import save_file
 
     name = _safe_name(name)
     folder = _custom_dir()
+    if not overwrite and (folder / f"{name}.json").exists():
+        raise ValueError(f"A custom model named '{name}' is saved already, and other visitors may load it: only an "
+                         "operator can replace it. Save yours under another name.")
     save_file({"weight": model.weight, "bias": model.bias}, str(folder / f"{name}.safetensors"))
     (folder / f"{name}.json").write_text(json.dumps({"classes": model.classes, **model.meta}, indent=2))
     return name

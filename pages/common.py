@@ -122,11 +122,12 @@ def access_gate() -> bool:
     state = st.session_state
     if not rules.required:
         st.sidebar.caption("🔓 **Open access**: anyone with the link can use this app. Set a password to "
-                           "restrict it (README, Hosting).")
+                           "restrict it (README, Hosting)." + ("  \n⚠️ Everyone is an operator here "
+                                                                "(LAUNCHPAD_OPERATORS=*)." if is_operator() else ""))
         return True
     if state.get("user"):
         with st.sidebar:
-            st.caption(f"Signed in as **{state.user}**")
+            st.caption(f"Signed in as **{files.plain(state.user)}**" + (" (operator)" if is_operator() else ""))
             if st.button("Sign out", key="sign_out"):
                 state.clear()
                 st.rerun()
@@ -148,6 +149,28 @@ def access_gate() -> bool:
                 guard.failed()
                 st.error("That name and password don't match.")
     return False
+
+
+def is_operator() -> bool:
+    """Whether this visitor is an operator (core.access: a named user listed in LAUNCHPAD_OPERATORS, or everyone
+    with LAUNCHPAD_OPERATORS=*): Operations pages, model loading, retraining, overwriting saved classes."""
+    state = st.session_state
+    return access.load_access(_secrets()).is_operator(state.get("user"), bool(state.get("named_user")))
+
+
+def operations_gate() -> None:
+    """Call first on an Operations page: stops with why this visitor may not use it, and how an operator is set."""
+    state = st.session_state
+    refusal = access.load_access(_secrets()).operations_refusal(state.get("user"), bool(state.get("named_user")))
+    if refusal:
+        st.warning(refusal, icon=":material/lock:")
+        st.stop()
+
+
+def operations_visible() -> bool:
+    """Operations appear in the navigation for operators, and with open access (their pages then say how to
+    set an operator); a signed-in viewer does not see them."""
+    return is_operator() or not access.load_access(_secrets()).required
 
 
 def allow_heavy_call() -> bool:

@@ -6,7 +6,7 @@ import streamlit as st
 
 from core import vision
 from core.files import plain  # class and file names are visitor text: shown literally
-from pages.common import allow_heavy_call, api_help, app_shell, ensure_model, model_credits
+from pages.common import allow_heavy_call, api_help, app_shell, ensure_model, is_operator, model_credits
 
 app_shell()
 IMAGE_TYPES = ["jpg", "jpeg", "png", "gif", "webp", "bmp", "tif", "tiff"]
@@ -131,7 +131,8 @@ with teach:
         name_col, save_col = st.columns([3, 1], vertical_alignment="bottom")
         save_name = name_col.text_input("Save as", value="my-classes", key="save-name", max_chars=60)
         if save_col.button("Save to model store", key="save-custom", width="stretch"):
-            try:
-                st.success(f"Saved as '{plain(vision.save_custom(model, save_name))}'.")
+            try:  # a viewer saves new names only: replacing a saved model other visitors load is an operator's call
+                saved_as = vision.save_custom(model, save_name, overwrite=is_operator())
+                st.success(f"Saved as '{plain(saved_as)}'.")
             except ValueError as exc:
                 st.error(plain(exc))

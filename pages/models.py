@@ -4,11 +4,12 @@ from plotly.subplots import make_subplots
 
 from core import catalog, quantised
 from core.registry import READY, SlotError, registry
-from pages.common import app_shell
+from pages.common import app_shell, operations_gate
 
 app_shell()
 
 st.title("Models")
+operations_gate()  # operators only (core.access)
 st.caption("Every model slot in this process: shared by all visitors, loaded once, evicted least-recently-used "
            "when the memory budget is exceeded. Override any slot with a Hugging Face id or a local folder "
            "(see README, Configuration).")

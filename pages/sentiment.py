@@ -8,7 +8,15 @@ import streamlit as st
 from core import quantised, sentiment, store
 from core.files import csv_download  # formula cells neutralised, like every CSV we offer
 from core.registry import FAILED, NOT_LOADED, READY, registry
-from pages.common import allow_heavy_call, api_help, app_shell, ensure_model, model_credits, read_uploaded_csv
+from pages.common import (
+    allow_heavy_call,
+    api_help,
+    app_shell,
+    ensure_model,
+    is_operator,
+    model_credits,
+    read_uploaded_csv,
+)
 
 app_shell()
 COLOURS = {"negative": "#D9534F", "neutral": "#8C8C8C", "positive": "#2E9E5B"}
@@ -196,14 +204,16 @@ with model_tab:
     corrections = store.corrections()
     st.caption(f"{len(corrections)} correction(s) stored; "
                f"{len(corrections) - (meta.get('corrections') or 0)} not yet in the model.")
-    if corrections:
+    operator = is_operator()  # other visitors' corrections and retraining the shared model are for operators
+    if corrections and operator:
         st.dataframe(pd.DataFrame(corrections)[["created", "text", "predicted", "corrected"]], hide_index=True,
                      width="stretch", height=200)
     job = sentiment.current_retraining()
     busy = "The fine-tuned model is still training: retrain once it is ready." if serving == sentiment.QUICK else \
-        "Retraining is running (it carries on if you leave)." if job and job.running else ""
+        "Retraining is running (it carries on if you leave)." if job and job.running else \
+        "" if operator else "Only an operator retrains the shared model (LAUNCHPAD_OPERATORS, README Access)."
     if st.button("Retrain with corrections", key="retrain", disabled=not corrections or bool(busy), help=busy or None) \
-            and allow_heavy_call():
+            and is_operator() and allow_heavy_call():
         job = sentiment.start_retraining(started_by=st.session_state.get("user") or "a visitor")
         st.session_state.sentiment_watching = job.id
     retraining(bool(job and job.running))

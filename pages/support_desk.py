@@ -3,11 +3,12 @@ import plotly.express as px
 import streamlit as st
 
 from core import files, store
-from pages.common import app_shell
+from pages.common import app_shell, operations_gate
 
 app_shell()
 
 st.title("🎧 Support desk")
+operations_gate()  # operators only (core.access)
 st.caption("Tickets handed over by the chatbot, and what users thought of its answers. Stored in SQLite "
            f"(`{store.db_path().name}`).")
 
