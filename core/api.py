@@ -482,10 +482,14 @@ def classify_route(file: Annotated[list[UploadFile], File(description="one or mo
                    client: Limited, top_k: Annotated[int, Form(ge=1, le=20)] = 5):
     if len(file) > MAX_IMAGES:
         raise ApiError(422, f"{len(file)} images: send at most {MAX_IMAGES} per request.", param="file")
+    uploads = [(upload.file.read(), upload.filename or "upload") for upload in file]
+    refusal = vision.upload_refusal(len(uploads), sum(vision.header_pixels(data) for data, _ in uploads))
+    if refusal:  # the pages' budget (total pixels), checked before anything is decoded
+        raise ApiError(422, refusal, param="file", code="over_budget")
     pictures = []
-    for upload in file:
+    for data, name in uploads:
         try:
-            pictures.append(vision.read_image(upload.file.read(), upload.filename or "upload"))
+            pictures.append(vision.read_image(data, name))
         except vision.ImageInputError as exc:
             raise ApiError(422, str(exc), param="file", code="bad_image") from None
     results = vision.classify([p.image for p in pictures], k=top_k)

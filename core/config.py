@@ -202,7 +202,7 @@ def over_budget(name: str, amount: int, what: str) -> str:
     if not limit or amount <= limit:
         return ""
     spec = SETTINGS[name]
-    return (f"{what}: {amount:,}, over the limit of {limit:,} on this server. Use less, or have whoever runs it "
+    return (f"{what}: {amount:,}, over this server's limit of {limit:,}. Use fewer, or ask whoever runs it to "
             f"raise {spec.env} (or `{name}` under [{spec.table}] in launchpad.toml).")
 
 SLOT_SETTINGS: dict[str, str] = {  # per slot: LAUNCHPAD_<SLOT>[_<KEY>], or [models.<slot>] <key>

@@ -72,13 +72,37 @@ def sample_or_own_model(slot: str, choices: tuple[str, str], key: str, train_own
     return registry.get(slot).model
 
 
+PARSED_KEPT = 4  # parsed uploads each session keeps (the most recently used)
+
+
+def parsed_once(upload, parse):
+    """parse(data, name) for this uploaded file once: reruns (every click on the page) reuse the result, kept
+    in session state under the file's upload id (a new upload of the same file is a new id). An exception is
+    kept too, and raised again. At most PARSED_KEPT results per session."""
+    kept = st.session_state.setdefault("parsed_uploads", {})
+    key = (upload.file_id, getattr(parse, "__qualname__", repr(parse)))
+    if key not in kept:
+        try:
+            kept[key] = (True, parse(upload.getvalue(), upload.name))
+        except (files.UploadError, ValueError) as exc:
+            kept[key] = (False, exc)
+        while len(kept) > PARSED_KEPT:
+            kept.pop(next(iter(kept)))
+    else:
+        kept[key] = kept.pop(key)  # the most recently used goes last
+    ok, result = kept[key]
+    if not ok:
+        raise result
+    return result
+
+
 def read_uploaded_csv(upload, what: str = ""):
-    """(table of strings, notices) from an uploaded CSV via core.files.read_csv, or (None, []) after showing
-    why it cannot be read. The caller shows the notices where it wants them; `what` names the file in
-    every message when a page takes several."""
+    """(table of strings, notices) from an uploaded CSV via core.files.read_csv (parsed once per file, not on
+    every rerun), or (None, []) after showing why it cannot be read. The caller shows the notices where it
+    wants them; `what` names the file in every message when a page takes several."""
     prefix = f"{what}: " if what else ""
     try:
-        frame, notices = files.read_csv(upload.getvalue(), upload.name)
+        frame, notices = parsed_once(upload, files.read_csv)
     except files.UploadError as exc:
         st.error(prefix + str(exc), icon=":material/error:")
         return None, []

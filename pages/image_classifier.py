@@ -12,13 +12,21 @@ app_shell()
 IMAGE_TYPES = ["jpg", "jpeg", "png", "gif", "webp", "bmp", "tif", "tiff"]
 
 
-def read_uploads(files) -> list[vision.Picture]:
-    pictures = []
-    for f in files or []:
+def read_uploads(files, key: str) -> list[vision.Picture]:
+    """The pictures of one uploader's files, decoded once: reruns reuse them until the files change (only the
+    latest upload per uploader is kept). The budgets (files, total pixels) are checked before any decoding."""
+    files = list(files or [])
+    decoded = st.session_state.setdefault("decoded_uploads", {})
+    ids = tuple(f.file_id for f in files)
+    if decoded.get(key, (None,))[0] != ids:
         try:
-            pictures.append(vision.read_image(f.getvalue(), f.name))
-        except vision.ImageInputError as exc:
-            st.warning(plain(exc), icon=":material/broken_image:")
+            pictures, problems = vision.read_images([(f.getvalue(), f.name) for f in files])
+        except vision.ImageInputError as exc:  # over a budget: nothing was decoded
+            pictures, problems = [], [str(exc)]
+        decoded[key] = (ids, pictures, problems)
+    _, pictures, problems = decoded[key]
+    for problem in problems:
+        st.warning(plain(problem), icon=":material/broken_image:")
     return pictures
 
 
@@ -46,10 +54,10 @@ with recognise:
     pictures: list[vision.Picture] = []
     if source == "Upload":
         files = st.file_uploader("Images (one or many)", type=IMAGE_TYPES, accept_multiple_files=True, key="uploads")
-        pictures = read_uploads(files)
+        pictures = read_uploads(files, "uploads")
     elif source == "Camera":
         shot = st.camera_input("Take a photo", key="camera")
-        pictures = read_uploads([shot] if shot else [])
+        pictures = read_uploads([shot] if shot else [], "camera")
     else:
         gallery = vision.sample_gallery()
         chosen = st.multiselect("Sample photos", list(gallery), default=["Coffee cup", "Chelsea the cat"], key="samples")
@@ -88,7 +96,7 @@ with teach:
             name = st.text_input("Class name", value=f"Class {chr(65 + i)}", key=f"class-name-{i}", max_chars=40)
             files = st.file_uploader(f"Examples of {plain(name) if name else 'this class'}", type=IMAGE_TYPES,
                                      accept_multiple_files=True, key=f"class-files-{i}")
-            examples[name] = [p.image for p in read_uploads(files)]
+            examples[name] = [p.image for p in read_uploads(files, f"class-files-{i}")]
             st.caption(f"{len(examples[name])} usable image(s)")
 
     if st.button("Train custom classifier", type="primary", key="train") and allow_heavy_call():
@@ -120,7 +128,7 @@ with teach:
         c.metric("Examples", sum(model.meta["examples"].values()))
         st.caption("Examples per class: " + plain(", ".join(f"{k}: {v}" for k, v in model.meta["examples"].items())))
         trials = read_uploads(st.file_uploader("Classify new images with your model", type=IMAGE_TYPES,
-                                               accept_multiple_files=True, key="custom-trials"))
+                                               accept_multiple_files=True, key="custom-trials"), "custom-trials")
         if trials:
             for picture, (label, confidence, probs) in zip(trials, model.predict([p.image for p in trials])):
                 left, right = st.columns([1, 2])
