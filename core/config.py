@@ -189,7 +189,7 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("recommender_max_cells", 25_000_000, _count,
             "users × items an uploaded recommender data set may have (0: no limit)", "app"),
     Setting("sentiment_rows_per_call", 2000, _count,
-            "rows scored in one sentiment call; larger uploads are queued in chunks of this size", "app"),
+            "rows scored in one sentiment call; larger uploads are queued in chunks of this size (0: one call)", "app"),
     Setting("chat_max_faq_entries", 1000, _count, "entries an uploaded chatbot FAQ may have (0: no limit)", "app"),
     Setting("skip_browser", False, _flag, "tests: skip the headless-Chromium tests", ""),
 ]}
