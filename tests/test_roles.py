@@ -129,3 +129,100 @@ def test_a_viewer_does_not_see_operations_and_an_operator_does(monkeypatch):
     operator.switch_page("pages/models.py").run()
     assert not operator.exception and not operator.warning
     assert any(b.key == "load-embedder" for b in operator.button)
+
+
+# --- budgets, refused before the work ------------------------------------------------------------------
+
+def png_bytes(size=(64, 48)) -> bytes:
+    import io
+
+    from PIL import Image
+    out = io.BytesIO()
+    Image.radial_gradient("L").resize(size).convert("RGB").save(out, "PNG")
+    return out.getvalue()
+
+
+def test_csv_columns_over_the_budget_are_refused_naming_the_setting(monkeypatch):
+    from core import files
+    monkeypatch.setenv("LAUNCHPAD_MAX_CSV_COLUMNS", "3")
+    assert files.read_csv(b"a,b,c\n1,2,3\n", "ok.csv")[0].shape == (1, 3)
+    with pytest.raises(files.UploadError, match=r"Columns in wide.csv: 4, over this server's limit of 3.*"
+                                                r"LAUNCHPAD_MAX_CSV_COLUMNS"):
+        files.read_csv(b"a,b,c,d\n1,2,3,4\n", "wide.csv")
+
+
+def test_image_uploads_over_the_file_or_pixel_budget_are_refused_before_decoding(monkeypatch):
+    monkeypatch.setenv("LAUNCHPAD_MAX_UPLOAD_FILES", "2")
+    monkeypatch.setenv("LAUNCHPAD_MAX_UPLOAD_MEGAPIXELS", "1")
+    decoded = []
+    monkeypatch.setattr(vision, "read_image", lambda data, name: decoded.append(name))
+    with pytest.raises(vision.ImageInputError, match="Images in one upload: 3.*LAUNCHPAD_MAX_UPLOAD_FILES"):
+        vision.read_images([(png_bytes(), f"{i}.png") for i in range(3)])
+    with pytest.raises(vision.ImageInputError, match="Megapixels in one upload.*: 2.*LAUNCHPAD_MAX_UPLOAD_MEGAPIXELS"):
+        vision.read_images([(png_bytes((1000, 1000)), "a.png"), (png_bytes((1000, 600)), "b.png")])
+    assert decoded == []  # refused on the headers alone
+
+
+def test_recommender_data_over_the_users_times_items_budget_is_refused(monkeypatch):
+    import pandas as pd
+
+    from core import recommender
+    frame = pd.DataFrame({"user": [f"u{i // 20}" for i in range(200)], "item": [f"i{i % 40}" for i in range(200)]})
+    assert recommender.clean_interactions(frame)[0].user.nunique() == 10
+    monkeypatch.setenv("LAUNCHPAD_RECOMMENDER_MAX_CELLS", "399")
+    with pytest.raises(recommender.DataError, match=r"10 users, 40 items\): 400.*LAUNCHPAD_RECOMMENDER_MAX_CELLS"):
+        recommender.clean_interactions(frame)
+
+
+def test_sparse_item_neighbours_match_dense_cosine():
+    import pandas as pd
+
+    from core import recommender
+    rng = np.random.default_rng(1)
+    n_users, n_items = 60, 80
+    train = pd.DataFrame({"u": rng.integers(0, n_users, 900), "i": rng.integers(0, n_items, 900)})
+    content = rng.normal(size=(n_items, 8)).astype(np.float32)
+    content /= np.linalg.norm(content, axis=1, keepdims=True)
+    counts = np.bincount(train.i, minlength=n_items)
+    idx, val = recommender.item_neighbours(train, n_users, n_items, content, counts, k=5)
+    dense = np.zeros((n_users, n_items))
+    dense[train.u, train.i] = 1
+    dense /= np.maximum(np.linalg.norm(dense, axis=0), 1e-9)
+    sims = np.where((counts < recommender.FEW_RATINGS)[:, None], content @ content.T, dense.T @ dense)
+    np.fill_diagonal(sims, -1)
+    assert np.allclose(val, -np.sort(-sims, axis=1)[:, :5], atol=1e-5)
+    assert np.allclose(np.take_along_axis(sims, idx, 1), val, atol=1e-5)
+
+
+# --- uploads parsed once per file ------------------------------------------------------------------------
+
+def test_a_rerun_does_not_parse_an_uploaded_csv_again(monkeypatch):
+    from core import files
+    calls = []
+    original = files.read_csv
+    monkeypatch.setattr(files, "read_csv", lambda data, name: calls.append(name) or original(data, name))
+    at = app().run()
+    at.switch_page("pages/credit_risk.py").run()
+    at.segmented_control(key="risk_data").set_value("Your own data (CSV)").run()
+    rows = "".join(f"{20 + i % 40},{1000 + i},{'bad' if i % 3 else 'good'}\n" for i in range(60))
+    at.file_uploader(key="risk_train_upload").set_value([("past.csv", ("age,income,status\n" + rows).encode(),
+                                                         "text/csv")]).run()
+    assert not at.exception and calls == ["past.csv"]
+    at.selectbox(key="risk_target").set_value("status").run()
+    at.run()
+    assert calls == ["past.csv"]  # two more runs, no more parsing
+
+
+def test_a_rerun_does_not_decode_uploaded_images_again(monkeypatch):
+    decoded = []
+    original = vision.read_image
+    monkeypatch.setattr(vision, "read_image", lambda data, name: decoded.append(name) or original(data, name))
+    at = app().run()
+    at.switch_page("pages/image_classifier.py").run()
+    at.segmented_control(key="source").set_value("Upload").run()
+    at.file_uploader(key="uploads").set_value([("a.png", png_bytes(), "image/png"),
+                                               ("b.png", png_bytes((40, 40)), "image/png")]).run()
+    assert not at.exception and decoded == ["a.png", "b.png"]
+    at.run()
+    at.run()
+    assert decoded == ["a.png", "b.png"]
