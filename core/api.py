@@ -23,6 +23,7 @@ Access: with sign-in configured (core.access) every /api/v1 call and /metrics ne
 <key>`; keys are stored as SHA-256 hashes, named, in LAUNCHPAD_API_KEYS or `[api.keys]` of
 .streamlit/secrets.toml (`python -m core.api key NAME` makes one). With open access the API is open too.
 Each client (a key's name, or an address when open) gets the UI's rate limit (LAUNCHPAD_RATE_LIMIT).
+No route is for operators only (core.access roles): none loads or unloads models, shows tickets or retrains.
 """
 from __future__ import annotations
 

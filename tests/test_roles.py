@@ -202,8 +202,8 @@ def test_a_rerun_does_not_parse_an_uploaded_csv_again(monkeypatch):
     original = files.read_csv
     monkeypatch.setattr(files, "read_csv", lambda data, name: calls.append(name) or original(data, name))
     at = app().run()
+    at.session_state["risk_data"] = "Your own data (CSV)"  # from the first run: the sample model is never trained
     at.switch_page("pages/credit_risk.py").run()
-    at.segmented_control(key="risk_data").set_value("Your own data (CSV)").run()
     rows = "".join(f"{20 + i % 40},{1000 + i},{'bad' if i % 3 else 'good'}\n" for i in range(60))
     at.file_uploader(key="risk_train_upload").set_value([("past.csv", ("age,income,status\n" + rows).encode(),
                                                          "text/csv")]).run()
