@@ -226,3 +226,23 @@ def test_a_rerun_does_not_decode_uploaded_images_again(monkeypatch):
     at.run()
     at.run()
     assert decoded == ["a.png", "b.png"]
+
+
+@pytest.mark.slow
+def test_a_large_sentiment_batch_is_scored_in_queued_chunks(monkeypatch):
+    """Rows per call (LAUNCHPAD_SENTIMENT_ROWS_PER_CALL): 10 pasted lines at 3 per call are 4 calls, one per run."""
+    from core import sentiment
+    monkeypatch.setenv("LAUNCHPAD_SENTIMENT_ROWS_PER_CALL", "3")
+    monkeypatch.setattr(sentiment, "serving_slot", lambda: sentiment.QUICK)  # the fine-tuned model is not needed
+    sizes = []
+    original = sentiment.score_table
+    monkeypatch.setattr(sentiment, "score_table", lambda frame, *a, **k: sizes.append(len(frame)) or original(frame, *a, **k))
+    at = app().run()
+    at.switch_page("pages/sentiment.py").run()
+    at.segmented_control(key="batch_source").set_value("Paste lines").run()
+    lines = [f"@united flight {i} was {'great, thanks' if i % 2 else 'late again'}" for i in range(10)]
+    at.text_area(key="pasted").set_value("\n".join(lines)).run()
+    at.button(key="score").click().run()
+    assert not at.exception and sizes == [3, 3, 3, 1]
+    scored = at.session_state["scored"][0]
+    assert scored.text.tolist() == lines and scored.sentiment.isin(sentiment.LABELS).all()
