@@ -8,7 +8,7 @@ import streamlit as st
 from core import catalog  # noqa: F401  (declares every model slot)
 from core.demos import DEMOS
 from core.registry import READY, registry
-from pages.common import access_gate, inside_app_shell
+from pages.common import access_gate, inside_app_shell, operations_visible
 
 if __name__ != "__main__":  # imported by `streamlit run` (uvicorn) for the ASGI app
     from core import api
@@ -26,6 +26,8 @@ else:  # a visitor's script run
                        st.Page("pages/training_runs.py", title="Training runs", icon=":material/history:")],
     }
     allowed = access_gate()
+    if allowed and not operations_visible():  # a signed-in viewer: demos only (the pages check it again)
+        groups.pop("Operations")
     page = st.navigation({name: pages for name, pages in groups.items() if pages},
                          position="sidebar" if allowed else "hidden")
     if not allowed:

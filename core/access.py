@@ -9,6 +9,12 @@ Sign-in is on when a password or a list of users is configured, in `.streamlit/s
 
 or in the environment: LAUNCHPAD_PASSWORD, or LAUNCHPAD_USERS="alice:<hash or password>,bob:...".
 Stored passwords may be plain text or PBKDF2 hashes; comparisons take constant time.
+
+Two roles: viewers use the demos; operators (named users listed in LAUNCHPAD_OPERATORS, `[app] operators` in
+launchpad.toml, or `operators = ["alice"]` under `[auth]`) also get the Operations pages (models, tickets and
+feedback, training runs), retraining of shared models and overwriting saved image classes. A shared password
+names no one, so it makes no operator; with open access no one is an operator unless LAUNCHPAD_OPERATORS=*
+(everyone: for a machine only you can reach).
 """
 from __future__ import annotations
 
@@ -52,10 +58,40 @@ class Access:
     password: str | None = None
     users: dict[str, str] = field(default_factory=dict)
     source: str = ""
+    operators: tuple[str, ...] = ()
 
     @property
     def required(self) -> bool:
         return bool(self.password or self.users)
+
+    def is_operator(self, user: str | None, named: bool) -> bool:
+        """Whether this visitor (the signed-in name, and whether it is a configured user's name rather than one
+        typed beside a shared password) is an operator. `*` makes everyone who may use the app one."""
+        if "*" in self.operators:
+            return not self.required or bool(user)
+        return bool(self.required and named and user and user in self.users and user in self.operators)
+
+    def operations_refusal(self, user: str | None, named: bool) -> str:
+        """"" for an operator; else why this visitor gets no Operations, and how an operator is set."""
+        if self.is_operator(user, named):
+            return ""
+        how = ("Name operators in LAUNCHPAD_OPERATORS=alice,bob (or `operators = [\"alice\"]` under [auth] in "
+               ".streamlit/secrets.toml); each must be a named user (LAUNCHPAD_USERS or [auth.users]), who signs in "
+               "with their own password.")
+        if not self.required:
+            return ("**Operations are disabled until an operator is set.** This app has open access (no sign-in), so "
+                    "anyone with the link could read tickets, load and unload models or retrain them. Configure "
+                    "sign-in with named users, then " + how[0].lower() + how[1:] + " On a machine only you can "
+                    "reach, LAUNCHPAD_OPERATORS=* makes every visitor an operator.")
+        if not self.users:
+            return ("**Operations are for operators**, who sign in with their own name. This app has only a shared "
+                    "password, which names no one. Add named users (LAUNCHPAD_USERS or [auth.users]), then " +
+                    how[0].lower() + how[1:])
+        if not any(name in self.users for name in self.operators):
+            return ("**Operations are disabled until an operator is set**: no operator is named among this app's "
+                    "users. " + how)
+        return (f"**Operations are for operators.** You are signed in as {user or 'a visitor'}, a viewer: the demos "
+                "are all yours. Ask an operator if you need tickets, models or retraining.")
 
     def verify(self, username: str, password: str) -> str | None:
         """The signed-in name, or None. With users configured a name is required. A known and an unknown name
@@ -87,17 +123,26 @@ class Access:
 def load_access(secrets_mapping: Mapping | None = None) -> Access:
     """Credentials from the environment (first) or the `[auth]` table of the app's secrets."""
     env_password, env_users = config.setting("password"), config.setting("users")
+    auth = dict((secrets_mapping or {}).get("auth", {}) or {})
+    operators = config.setting("operators") or _names(auth.get("operators"))
     if env_password or env_users:
         users = {}
         for pair in filter(None, (p.strip() for p in env_users.split(","))):
             name, _, stored = pair.partition(":")
             if name and stored:
                 users[name.strip()] = stored.strip()
-        return Access(env_password or None, users, "environment")
-    auth = dict((secrets_mapping or {}).get("auth", {}) or {})
+        return Access(env_password or None, users, "environment", operators)
     users = {str(k): str(v) for k, v in dict(auth.get("users", {}) or {}).items()}
     return Access(str(auth["password"]) if auth.get("password") else None, users,
-                  "secrets.toml" if auth else "")
+                  "secrets.toml" if auth else "", operators)
+
+
+def _names(value) -> tuple[str, ...]:
+    """Operator names from secrets.toml: a list, or one comma-separated string."""
+    if not value:
+        return ()
+    parts = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    return tuple(p.strip() for p in parts if p.strip())
 
 
 def _dummy(iterations: int) -> str:

@@ -23,6 +23,7 @@ Access: with sign-in configured (core.access) every /api/v1 call and /metrics ne
 <key>`; keys are stored as SHA-256 hashes, named, in LAUNCHPAD_API_KEYS or `[api.keys]` of
 .streamlit/secrets.toml (`python -m core.api key NAME` makes one). With open access the API is open too.
 Each client (a key's name, or an address when open) gets the UI's rate limit (LAUNCHPAD_RATE_LIMIT).
+No route is for operators only (core.access roles): none loads or unloads models, shows tickets or retrains.
 """
 from __future__ import annotations
 
@@ -482,10 +483,14 @@ def classify_route(file: Annotated[list[UploadFile], File(description="one or mo
                    client: Limited, top_k: Annotated[int, Form(ge=1, le=20)] = 5):
     if len(file) > MAX_IMAGES:
         raise ApiError(422, f"{len(file)} images: send at most {MAX_IMAGES} per request.", param="file")
+    uploads = [(upload.file.read(), upload.filename or "upload") for upload in file]
+    refusal = vision.upload_refusal(len(uploads), sum(vision.header_pixels(data) for data, _ in uploads))
+    if refusal:  # the pages' budget (total pixels), checked before anything is decoded
+        raise ApiError(422, refusal, param="file", code="over_budget")
     pictures = []
-    for upload in file:
+    for data, name in uploads:
         try:
-            pictures.append(vision.read_image(upload.file.read(), upload.filename or "upload"))
+            pictures.append(vision.read_image(data, name))
         except vision.ImageInputError as exc:
             raise ApiError(422, str(exc), param="file", code="bad_image") from None
     results = vision.classify([p.image for p in pictures], k=top_k)

@@ -180,8 +180,30 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("api_key", "", str, "clients, not the server: the key the pages' API examples send", ""),
     Setting("password", "", str, "one shared sign-in password (or a pbkdf2 hash)", ""),
     Setting("users", "", str, "sign-in users: name:password-or-hash,name:...", ""),
+    Setting("operators", (), _names, "signed-in users who also get Operations, tickets, model loading, retraining and "
+            "overwriting saved classes (names; * for everyone; also [auth] operators in secrets.toml)", "app"),
+    Setting("max_upload_files", 20, _count, "files in one upload (image classifier; 0: no limit)", "app"),
+    Setting("max_upload_megapixels", 120, _count, "pixels in one upload, all its images together (MP; 0: no limit)",
+            "app"),
+    Setting("max_csv_columns", 1000, _count, "columns an uploaded CSV may have (0: no limit)", "app"),
+    Setting("recommender_max_cells", 25_000_000, _count,
+            "users × items an uploaded recommender data set may have (0: no limit)", "app"),
+    Setting("sentiment_rows_per_call", 2000, _count,
+            "rows scored in one sentiment call; larger uploads are queued in chunks of this size (0: one call)", "app"),
+    Setting("chat_max_faq_entries", 1000, _count, "entries an uploaded chatbot FAQ may have (0: no limit)", "app"),
     Setting("skip_browser", False, _flag, "tests: skip the headless-Chromium tests", ""),
 ]}
+
+
+def over_budget(name: str, amount: int, what: str) -> str:
+    """"" when `amount` is within the budget setting `name` (0: no limit); else a message naming the limit and
+    the setting that raises it, for a refusal made before the work starts."""
+    limit = setting(name)
+    if not limit or amount <= limit:
+        return ""
+    spec = SETTINGS[name]
+    return (f"{what}: {amount:,}, over this server's limit of {limit:,}. Use fewer, or ask whoever runs it to "
+            f"raise {spec.env} (or `{name}` under [{spec.table}] in launchpad.toml).")
 
 SLOT_SETTINGS: dict[str, str] = {  # per slot: LAUNCHPAD_<SLOT>[_<KEY>], or [models.<slot>] <key>
     "source": "a Hugging Face id, a local folder or file; chat slots also a packaged model by name "
@@ -218,7 +240,7 @@ def settings_markdown() -> str:
         if isinstance(value, bool):
             return "on" if value else "off"
         if isinstance(value, tuple):
-            return "/".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+            return "/".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) or "(none)"
         if isinstance(value, str) and value.startswith(str(ROOT)):
             return value.removeprefix(str(ROOT) + os.sep)
         return f"{value:g}" if isinstance(value, float) else str(value) if value != "" else "(none)"

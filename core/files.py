@@ -11,6 +11,8 @@ import re
 import numpy as np
 import pandas as pd
 
+from core import config
+
 MAX_UPLOAD_ROWS = 200_000
 # byte-order marks, UTF-32 before UTF-16 (UTF-32 LE starts with UTF-16 LE's mark)
 BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
@@ -50,6 +52,9 @@ def read_csv(data: bytes, name: str) -> tuple[pd.DataFrame, list[str]]:
         delimiter = csv.Sniffer().sniff(sample, delimiters=",;\t").delimiter if sample.count("\n") else ","
     except csv.Error:
         delimiter = ","
+    refusal = config.over_budget("max_csv_columns", header_width(text, delimiter), f"Columns in {name}")
+    if refusal:  # counted on the header alone: a 100,000-column file is refused before pandas reads it
+        raise UploadError(refusal)
     bad_lines: list = []
     try:
         frame = pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False, engine="python",
@@ -63,6 +68,14 @@ def read_csv(data: bytes, name: str) -> tuple[pd.DataFrame, list[str]]:
         notices.append(f"Only the first {MAX_UPLOAD_ROWS:,} rows were read.")
     frame.columns = _unique_names(frame.columns, name)
     return frame, notices
+
+
+def header_width(text: str, delimiter: str) -> int:
+    """How many fields the first record of a CSV text has (its header), read by the csv module alone."""
+    try:
+        return len(next(csv.reader(io.StringIO(text), delimiter=delimiter), []))
+    except csv.Error:  # a field over csv's size limit, a NUL: pandas reports it below
+        return 0
 
 
 def _unique_names(columns, name: str) -> list[str]:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core import files
+from core import config, files
 from core.embeddings import embed
 from core.registry import ModelBundle, Origin, SlotSpec, override_folder, registry
 from core.trained import TrainedModel
@@ -133,7 +133,18 @@ def clean_interactions(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         raise DataError(f"Too little data to train and evaluate: {len(out)} usable interactions, "
                         f"{out.user.nunique()} users, {out.item.nunique()} items. At least 50 interactions, "
                         "5 users and 10 items are needed.")
+    refusal = budget_refusal(out.user.nunique(), out["item"].nunique())
+    if refusal:
+        raise DataError(refusal)
     return out.reset_index(drop=True), notices
+
+
+def budget_refusal(users: int, items: int) -> str:
+    """"" when users × items is within LAUNCHPAD_RECOMMENDER_MAX_CELLS; else why the data set is refused. Memory
+    no longer grows with it (the rated-together matrix is sparse), but evaluation scores every item for every
+    user, four models over: its time does."""
+    return config.over_budget("recommender_max_cells", users * items,
+                              f"Users × items in this data set ({users:,} users, {items:,} items)")
 
 
 def clean_items(frame: pd.DataFrame | None, interactions: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
@@ -355,17 +366,24 @@ def item_neighbours(train: pd.DataFrame, n_users: int, n_items: int, content: np
     """Each item's k most similar items: cosine over who rated them (binary), or over content
     embeddings for items with fewer than FEW_RATINGS training ratings."""
     import torch
+    from scipy import sparse as sp
 
-    x = torch.zeros(n_users, n_items)
-    x[torch.tensor(train.u.to_numpy(dtype=np.int64)), torch.tensor(train.i.to_numpy(dtype=np.int64))] = 1.0
-    x = x / x.norm(dim=0).clamp_min(1e-9)
+    # who rated what, binary, as a sparse users × items matrix with unit-length columns: memory grows with the
+    # ratings, not with users × items (a dense copy of 50k × 50k would be 10 GB, twice over with its normalised copy)
+    rated = sp.csr_matrix((np.ones(len(train), dtype=np.float32), (train.u.to_numpy(), train.i.to_numpy())),
+                          shape=(n_users, n_items))
+    rated.data[:] = 1.0  # a user-item pair rated twice still counts once
+    norms = np.sqrt(np.asarray(rated.multiply(rated).sum(axis=0)).ravel()).astype(np.float32)
+    x = (rated @ sp.diags(1 / np.maximum(norms, 1e-9))).tocsc().astype(np.float32)
+    xt = x.T.tocsr()
     content_t = torch.tensor(content, dtype=torch.float32)
     k = min(k, n_items - 1)
     idx, val = np.zeros((n_items, k), dtype=np.int64), np.zeros((n_items, k), dtype=np.float32)
     sparse = torch.from_numpy(counts < FEW_RATINGS)
-    for start in range(0, n_items, 1024):
-        stop = min(start + 1024, n_items)
-        sims = x[:, start:stop].T @ x
+    block = max(1, min(1024, 2**26 // max(n_items, 1)))  # one block of similarities stays under 256 MB
+    for start in range(0, n_items, block):
+        stop = min(start + block, n_items)
+        sims = torch.from_numpy((xt[start:stop] @ x).toarray())
         by_content = content_t[start:stop] @ content_t.T
         sims = torch.where(sparse[start:stop, None], by_content, sims)
         sims[torch.arange(stop - start), torch.arange(start, stop)] = -1  # not its own neighbour

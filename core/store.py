@@ -160,10 +160,24 @@ def update_feedback(feedback_id: int, score: int) -> None:
 
 
 def add_correction(text: str, predicted: str, corrected: str) -> int:
+    """One row per text: correcting the same text again replaces its earlier correction (the latest label wins),
+    so resubmitting it cannot multiply its weight in training."""
     with connect() as conn:
-        cur = conn.execute("INSERT INTO corrections (created, text, predicted, corrected) VALUES (?, ?, ?, ?)",
-                           (_now(), text, predicted, corrected))
-        return int(cur.lastrowid)
+        conn.execute("BEGIN IMMEDIATE")  # two sessions submitting the same text at once still leave one row
+        try:
+            row = conn.execute("SELECT id FROM corrections WHERE text = ? ORDER BY id LIMIT 1", (text,)).fetchone()
+            if row is not None:
+                conn.execute("UPDATE corrections SET created = ?, predicted = ?, corrected = ? WHERE id = ?",
+                             (_now(), predicted, corrected, row[0]))
+                kept = int(row[0])
+            else:
+                kept = int(conn.execute("INSERT INTO corrections (created, text, predicted, corrected) VALUES "
+                                        "(?, ?, ?, ?)", (_now(), text, predicted, corrected)).lastrowid)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return kept
 
 
 def corrections() -> list[dict]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import re
 import time
 import warnings
@@ -157,6 +158,50 @@ def read_image(data: bytes, name: str = "image") -> Picture:
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageInputError(f"{name} is damaged or truncated ({exc}). Re-export or re-download it.") from exc
     return Picture(name, _to_rgb(img, notes), notes)
+
+
+def header_pixels(data: bytes) -> int:
+    """Width × height from an image's header alone (nothing decoded); 0 when it is no image we open
+    (read_image then says why)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data), formats=FORMATS) as img:
+                return int(img.size[0]) * int(img.size[1])
+    except Exception:  # any header Pillow cannot read: not our budget's business
+        return 0
+
+
+def upload_refusal(files: int, pixels: int) -> str:
+    """"" when an upload of `files` images with `pixels` in all is within the budgets (LAUNCHPAD_MAX_UPLOAD_FILES,
+    LAUNCHPAD_MAX_UPLOAD_MEGAPIXELS); else why it is refused, checked before anything is decoded."""
+    return (config.over_budget("max_upload_files", files, "Images in one upload")
+            or config.over_budget("max_upload_megapixels", math.ceil(pixels / 1e6),
+                                  "Megapixels in one upload, all its images together"))
+
+
+KEEP_SIDE = 2048  # read_images keeps at most this many pixels on the long side (the model sees 224)
+
+
+def read_images(items: list[tuple[bytes, str]]) -> tuple[list[Picture], list[str]]:
+    """(pictures, one problem message per file that could not be used) for one upload of (data, name) pairs:
+    the file count and the total pixels (from the headers) are checked first, and the whole upload is
+    refused (ImageInputError naming the limit and its setting) before anything is decoded. Each picture is
+    kept at most KEEP_SIDE px on its long side, so a page can hold it between reruns."""
+    refusal = upload_refusal(len(items), sum(header_pixels(data) for data, _ in items))
+    if refusal:
+        raise ImageInputError(refusal)
+    pictures, problems = [], []
+    for data, name in items:
+        try:
+            picture = read_image(data, name)
+        except ImageInputError as exc:
+            problems.append(str(exc))
+            continue
+        if max(picture.image.size) > KEEP_SIDE:
+            picture.image.thumbnail((KEEP_SIDE, KEEP_SIDE), Image.LANCZOS)
+        pictures.append(picture)
+    return pictures, problems
 
 
 def _to_rgb(img: Image.Image, notes: list[str]) -> Image.Image:
@@ -383,11 +428,15 @@ def _safe_name(name: str) -> str:
     return cleaned
 
 
-def save_custom(model: CustomClassifier, name: str) -> str:
+def save_custom(model: CustomClassifier, name: str, overwrite: bool = True) -> str:
+    """Saves under a safe form of `name`; with overwrite=False a name already saved is refused (ValueError)."""
     from safetensors.numpy import save_file
 
     name = _safe_name(name)
     folder = _custom_dir()
+    if not overwrite and (folder / f"{name}.json").exists():
+        raise ValueError(f"A custom model named '{name}' is saved already, and other visitors may load it: only an "
+                         "operator can replace it. Save yours under another name.")
     arrays = {"weight": model.weight, "bias": model.bias}
     if model.centroids is not None:
         arrays["centroids"] = model.centroids

@@ -1,6 +1,6 @@
 import streamlit as st
 
-from core import chat, files, llm, store
+from core import chat, config, files, llm, store
 from core.registry import registry
 from pages.common import allow_heavy_call, api_help, app_shell, ensure_model, model_credits
 
@@ -42,11 +42,21 @@ state = st.session_state
 state.setdefault("messages", [])
 if upload is not None and state.get("faq_file") != upload.file_id:
     try:
-        with st.spinner(f"Reading and indexing {upload.name}…"):
-            state.kb, state.kb_notices = chat.uploaded_kb(upload.getvalue(), upload.name)
-        state.faq_file, state.messages = upload.file_id, []
+        entries, notices = chat.parse_faq(upload.getvalue(), upload.name)
+        refusal = config.over_budget("chat_max_faq_entries", len(entries), f"Entries in {upload.name}")
+        if refusal:  # indexing costs an embedding per entry: checked before it starts
+            raise chat.KnowledgeBaseError(refusal)
+        if allow_heavy_call():  # else it is tried again on the next run, once the limit allows
+            with st.spinner(f"Indexing {len(entries):,} entries of {upload.name}…"):
+                state.kb = chat.KnowledgeBase(chat.GENERIC_NAME, entries, f"uploaded file {upload.name}")
+            state.faq_file, state.kb_notices, state.messages = upload.file_id, notices, []
     except chat.KnowledgeBaseError as exc:
-        st.error(files.plain(exc), icon=":material/error:")
+        state.faq_file = upload.file_id  # a refused file is read once, not on every rerun
+        state.faq_error = str(exc)
+    else:
+        state.faq_error = ""
+if upload is not None and state.get("faq_error"):
+    st.error(files.plain(state.faq_error), icon=":material/error:")
 elif upload is None and state.get("faq_file"):
     state.pop("kb", None)
     state.faq_file, state.kb_notices, state.messages = None, [], []

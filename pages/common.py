@@ -73,13 +73,37 @@ def sample_or_own_model(slot: str, choices: tuple[str, str], key: str, train_own
     return registry.counted(slot)  # its calls count on the Models page like every other model's
 
 
+PARSED_KEPT = 4  # parsed uploads each session keeps (the most recently used)
+
+
+def parsed_once(upload, parse):
+    """parse(data, name) for this uploaded file once: reruns (every click on the page) reuse the result, kept
+    in session state under the file's upload id (a new upload of the same file is a new id). An exception is
+    kept too, and raised again. At most PARSED_KEPT results per session."""
+    kept = st.session_state.setdefault("parsed_uploads", {})
+    key = (upload.file_id, getattr(parse, "__qualname__", repr(parse)))
+    if key not in kept:
+        try:
+            kept[key] = (True, parse(upload.getvalue(), upload.name))
+        except (files.UploadError, ValueError) as exc:
+            kept[key] = (False, exc)
+        while len(kept) > PARSED_KEPT:
+            kept.pop(next(iter(kept)))
+    else:
+        kept[key] = kept.pop(key)  # the most recently used goes last
+    ok, result = kept[key]
+    if not ok:
+        raise result
+    return result
+
+
 def read_uploaded_csv(upload, what: str = ""):
-    """(table of strings, notices) from an uploaded CSV via core.files.read_csv, or (None, []) after showing
-    why it cannot be read. The caller shows the notices where it wants them; `what` names the file in
-    every message when a page takes several."""
+    """(table of strings, notices) from an uploaded CSV via core.files.read_csv (parsed once per file, not on
+    every rerun), or (None, []) after showing why it cannot be read. The caller shows the notices where it
+    wants them; `what` names the file in every message when a page takes several."""
     prefix = f"{what}: " if what else ""
     try:
-        frame, notices = files.read_csv(upload.getvalue(), upload.name)
+        frame, notices = parsed_once(upload, files.read_csv)
     except files.UploadError as exc:
         st.error(prefix + str(exc), icon=":material/error:")
         return None, []
@@ -124,11 +148,12 @@ def access_gate() -> bool:
     state = st.session_state
     if not rules.required:
         st.sidebar.caption("🔓 **Open access**: anyone with the link can use this app. Set a password to "
-                           "restrict it (README, Hosting).")
+                           "restrict it (README, Hosting)." + ("  \n⚠️ Everyone is an operator here "
+                                                                "(LAUNCHPAD_OPERATORS=*)." if is_operator() else ""))
         return True
     if state.get("user"):
         with st.sidebar:
-            st.caption(f"Signed in as **{state.user}**")
+            st.caption(f"Signed in as **{files.plain(state.user)}**" + (" (operator)" if is_operator() else ""))
             if st.button("Sign out", key="sign_out"):
                 state.clear()
                 st.rerun()
@@ -150,6 +175,28 @@ def access_gate() -> bool:
                 guard.failed()
                 st.error("That name and password don't match.")
     return False
+
+
+def is_operator() -> bool:
+    """Whether this visitor is an operator (core.access: a named user listed in LAUNCHPAD_OPERATORS, or everyone
+    with LAUNCHPAD_OPERATORS=*): Operations pages, model loading, retraining, overwriting saved classes."""
+    state = st.session_state
+    return access.load_access(_secrets()).is_operator(state.get("user"), bool(state.get("named_user")))
+
+
+def operations_gate() -> None:
+    """Call first on an Operations page: stops with why this visitor may not use it, and how an operator is set."""
+    state = st.session_state
+    refusal = access.load_access(_secrets()).operations_refusal(state.get("user"), bool(state.get("named_user")))
+    if refusal:
+        st.warning(refusal, icon=":material/lock:")
+        st.stop()
+
+
+def operations_visible() -> bool:
+    """Operations appear in the navigation for operators, and with open access (their pages then say how to
+    set an operator); a signed-in viewer does not see them."""
+    return is_operator() or not access.load_access(_secrets()).required
 
 
 def allow_heavy_call() -> bool:

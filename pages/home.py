@@ -2,7 +2,7 @@ import streamlit as st
 
 from core.demos import DEMOS, TOUR
 from core.registry import registry
-from pages.common import app_shell
+from pages.common import app_shell, operations_visible
 
 app_shell()
 
@@ -29,5 +29,6 @@ for row in range(0, len(DEMOS), 3):
             st.page_link(demo.page, label=f"Open {demo.title}", icon=":material/arrow_forward:")
 
 st.divider()
-st.page_link("pages/models.py", label="See every model, its source, licence and live stats",
-             icon=":material/memory:")
+if operations_visible():  # Models is an Operations page: a signed-in viewer's navigation has no such page
+    st.page_link("pages/models.py", label="See every model, its source, licence and live stats",
+                 icon=":material/memory:")

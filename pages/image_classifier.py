@@ -6,19 +6,27 @@ import streamlit as st
 
 from core import vision
 from core.files import plain  # class and file names are visitor text: shown literally
-from pages.common import allow_heavy_call, api_help, app_shell, ensure_model, model_credits
+from pages.common import allow_heavy_call, api_help, app_shell, ensure_model, is_operator, model_credits
 
 app_shell()
 IMAGE_TYPES = ["jpg", "jpeg", "png", "gif", "webp", "bmp", "tif", "tiff"]
 
 
-def read_uploads(files) -> list[vision.Picture]:
-    pictures = []
-    for f in files or []:
+def read_uploads(files, key: str) -> list[vision.Picture]:
+    """The pictures of one uploader's files, decoded once: reruns reuse them until the files change (only the
+    latest upload per uploader is kept). The budgets (files, total pixels) are checked before any decoding."""
+    files = list(files or [])
+    decoded = st.session_state.setdefault("decoded_uploads", {})
+    ids = tuple(f.file_id for f in files)
+    if decoded.get(key, (None,))[0] != ids:
         try:
-            pictures.append(vision.read_image(f.getvalue(), f.name))
-        except vision.ImageInputError as exc:
-            st.warning(plain(exc), icon=":material/broken_image:")
+            pictures, problems = vision.read_images([(f.getvalue(), f.name) for f in files])
+        except vision.ImageInputError as exc:  # over a budget: nothing was decoded
+            pictures, problems = [], [str(exc)]
+        decoded[key] = (ids, pictures, problems)
+    _, pictures, problems = decoded[key]
+    for problem in problems:
+        st.warning(plain(problem), icon=":material/broken_image:")
     return pictures
 
 
@@ -46,10 +54,10 @@ with recognise:
     pictures: list[vision.Picture] = []
     if source == "Upload":
         files = st.file_uploader("Images (one or many)", type=IMAGE_TYPES, accept_multiple_files=True, key="uploads")
-        pictures = read_uploads(files)
+        pictures = read_uploads(files, "uploads")
     elif source == "Camera":
         shot = st.camera_input("Take a photo", key="camera")
-        pictures = read_uploads([shot] if shot else [])
+        pictures = read_uploads([shot] if shot else [], "camera")
     else:
         gallery = vision.sample_gallery()
         chosen = st.multiselect("Sample photos", list(gallery), default=["Coffee cup", "Chelsea the cat"], key="samples")
@@ -95,8 +103,8 @@ with teach:
             if st.toggle("Add photos from the camera", key=f"class-camera-on-{i}"):
                 shot = st.camera_input(f"Photo of {plain(name) if name else 'this class'}", key=f"class-camera-{i}")
                 if shot is not None and shot.file_id not in [s.name for s in shots] and len(shots) < 30:
-                    shots.extend(vision.Picture(shot.file_id, p.image) for p in read_uploads([shot]))
-            examples[name] = [p.image for p in read_uploads(files)] + [s.image for s in shots]
+                    shots.extend(vision.Picture(shot.file_id, p.image) for p in read_uploads([shot], f"class-camera-{i}"))
+            examples[name] = [p.image for p in read_uploads(files, f"class-files-{i}")] + [s.image for s in shots]
             if examples[name]:
                 st.image(examples[name][:12], width=56)  # thumbnails of the examples, not file names
             st.caption(f"{len(examples[name])} usable image(s)" + (f", {len(shots)} from the camera" if shots else ""))
@@ -130,7 +138,7 @@ with teach:
         c.metric("Examples", sum(model.meta["examples"].values()))
         st.caption("Examples per class: " + plain(", ".join(f"{k}: {v}" for k, v in model.meta["examples"].items())))
         trials = read_uploads(st.file_uploader("Classify new images with your model", type=IMAGE_TYPES,
-                                               accept_multiple_files=True, key="custom-trials"))
+                                               accept_multiple_files=True, key="custom-trials"), "custom-trials")
         if trials:
             for picture, guess in zip(trials, model.predict([p.image for p in trials])):
                 left, right = st.columns([1, 2])
@@ -148,7 +156,8 @@ with teach:
         name_col, save_col = st.columns([3, 1], vertical_alignment="bottom")
         save_name = name_col.text_input("Save as", value="my-classes", key="save-name", max_chars=60)
         if save_col.button("Save to model store", key="save-custom", width="stretch"):
-            try:
-                st.success(f"Saved as '{plain(vision.save_custom(model, save_name))}'.")
+            try:  # a viewer saves new names only: replacing a saved model other visitors load is an operator's call
+                saved_as = vision.save_custom(model, save_name, overwrite=is_operator())
+                st.success(f"Saved as '{plain(saved_as)}'.")
             except ValueError as exc:
                 st.error(plain(exc))

@@ -4,11 +4,12 @@ from plotly.subplots import make_subplots
 
 from core import catalog, files, quantised
 from core.registry import FAILED, LOADING, NOT_LOADED, READY, SlotError, registry
-from pages.common import app_shell
+from pages.common import app_shell, operations_gate
 
 app_shell()
 
 st.title("Models")
+operations_gate()  # operators only (core.access)
 st.caption("The AI models behind the demos, whether each is ready and how fast it answers visitors. Each is loaded "
            "once and shared by everyone; the least recently used is unloaded when memory runs short. Engineers can "
            "point any model at a Hugging Face id, a folder or a server (README, Configuration).")

@@ -38,13 +38,19 @@ def train_own() -> None:
         st.info(files.plain(notice))  # notices quote the visitor's file: shown as plain text
     if raw is None or (items_file is not None and raw_items is None):
         return
-    try:
-        ratings, notices = recommender.clean_interactions(raw)
-        items, item_notices = recommender.clean_items(raw_items, ratings)
-    except recommender.DataError as exc:
-        st.error(files.plain(exc), icon=":material/error:")
+    key = (ratings_file.file_id, items_file.file_id if items_file is not None else None)
+    if st.session_state.get("rec_cleaned", (None,))[0] != key:  # cleaned once per pair of files, not every rerun
+        try:
+            ratings, notices = recommender.clean_interactions(raw)
+            items, item_notices = recommender.clean_items(raw_items, ratings)
+            st.session_state.rec_cleaned = (key, ratings, items, notices + item_notices, None)
+        except recommender.DataError as exc:
+            st.session_state.rec_cleaned = (key, None, None, [], str(exc))
+    _, ratings, items, cleaned_notices, problem = st.session_state.rec_cleaned
+    if problem:
+        st.error(files.plain(problem), icon=":material/error:")
         return
-    for notice in notices + item_notices:
+    for notice in cleaned_notices:
         st.info(files.plain(notice))  # notices quote the visitor's file: shown as plain text
     st.caption(f"{len(ratings):,} interactions, {ratings.user.nunique():,} users, {ratings['item'].nunique():,} items.")
     if st.button("Train on this data", type="primary", key="rec_train") and allow_heavy_call():

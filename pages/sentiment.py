@@ -1,14 +1,23 @@
 import html
+import time
 
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import quantised, sentiment, store
+from core import config, quantised, sentiment, store
 from core.files import csv_download  # formula cells neutralised, like every CSV we offer
 from core.registry import FAILED, NOT_LOADED, READY, registry
-from pages.common import allow_heavy_call, api_help, app_shell, ensure_model, model_credits, read_uploaded_csv
+from pages.common import (
+    allow_heavy_call,
+    api_help,
+    app_shell,
+    ensure_model,
+    is_operator,
+    model_credits,
+    read_uploaded_csv,
+)
 
 app_shell()
 COLOURS = {"negative": "#D9534F", "neutral": "#8C8C8C", "positive": "#2E9E5B"}
@@ -79,6 +88,35 @@ def retraining(running: bool) -> None:
     progress()
 
 
+def score_queued() -> None:
+    """Scores the queued table one chunk (LAUNCHPAD_SENTIMENT_ROWS_PER_CALL rows) per script run, each chunk a
+    model call under the visitor's rate limit: a 200,000-row file is queued, with progress, instead of holding
+    the shared model for one 20-minute call, and between chunks the visitor can stop it."""
+    job = st.session_state.scoring
+    frame, total = job["frame"], len(job["frame"])
+    per_call = config.setting("sentiment_rows_per_call") or total
+    start = job["next"]
+    stop, chunks = min(start + per_call, total), -(-total // per_call)
+    if st.button("Stop scoring", key="stop_scoring", icon=":material/stop:"):
+        st.session_state.scoring = None
+        st.info(f"Stopped after {start:,} of {total:,} rows.")
+        return
+    if not job.pop("counted", False) and not allow_heavy_call():  # the first chunk was counted by the button
+        time.sleep(2)  # the limit's warning says how long; the queue goes on by itself
+        st.rerun()
+    label = f"Scoring rows {start + 1:,}–{stop:,} of {total:,} (chunk {start // per_call + 1} of {chunks})"
+    bar = st.progress(start / total, text=label)
+    job["parts"].append(sentiment.score_table(
+        frame.iloc[start:stop], job["column"],
+        lambda f: bar.progress((start + f * (stop - start)) / total, text=label), slot=job["slot"]))
+    job["next"] = stop
+    if stop < total:
+        st.rerun()  # the next chunk in a new run: other visitors' requests are served in between
+    bar.empty()
+    st.session_state.scoring = None
+    st.session_state.scored = (pd.concat(job["parts"]), job["column"], job["date"])
+
+
 serving = sentiment.serving_slot()  # the quick model while the fine-tuned one trains (started here)
 if not ensure_model(serving):
     st.stop()
@@ -143,11 +181,11 @@ with batch:
             dates = [c for c in sentiment.date_columns(frame) if c != column]
             date_col = st.selectbox("Date column (optional)", ["(none)"] + dates, key="date_column")
             if st.button(f"Score {len(frame):,} rows", type="primary", key="score") and allow_heavy_call():
-                bar = st.progress(0.0, text="Scoring…")
-                scored = sentiment.score_table(frame, column, lambda f: bar.progress(f, text=f"Scoring… {f:.0%}"),
-                                               slot=serving)
-                bar.empty()
-                st.session_state.scored = (scored, column, date_col)
+                st.session_state.pop("scored", None)
+                st.session_state.scoring = {"frame": frame, "column": column, "date": date_col, "slot": serving,
+                                            "parts": [], "next": 0, "counted": True}
+    if st.session_state.get("scoring"):
+        score_queued()
     if st.session_state.get("scored"):
         scored, column, date_col = st.session_state.scored
         counts = scored.sentiment.value_counts()
@@ -196,14 +234,16 @@ with model_tab:
     corrections = store.corrections()
     st.caption(f"{len(corrections)} correction(s) stored; "
                f"{len(corrections) - (meta.get('corrections') or 0)} not yet in the model.")
-    if corrections:
+    operator = is_operator()  # other visitors' corrections and retraining the shared model are for operators
+    if corrections and operator:
         st.dataframe(pd.DataFrame(corrections)[["created", "text", "predicted", "corrected"]], hide_index=True,
                      width="stretch", height=200)
     job = sentiment.current_retraining()
     busy = "The fine-tuned model is still training: retrain once it is ready." if serving == sentiment.QUICK else \
-        "Retraining is running (it carries on if you leave)." if job and job.running else ""
+        "Retraining is running (it carries on if you leave)." if job and job.running else \
+        "" if operator else "Only an operator retrains the shared model (LAUNCHPAD_OPERATORS, README Access)."
     if st.button("Retrain with corrections", key="retrain", disabled=not corrections or bool(busy), help=busy or None) \
-            and allow_heavy_call():
+            and is_operator() and allow_heavy_call():
         job = sentiment.start_retraining(started_by=st.session_state.get("user") or "a visitor")
         st.session_state.sentiment_watching = job.id
     retraining(bool(job and job.running))

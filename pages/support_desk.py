@@ -3,11 +3,12 @@ import plotly.express as px
 import streamlit as st
 
 from core import files, store
-from pages.common import app_shell
+from pages.common import app_shell, operations_gate
 
 app_shell()
 
 st.title("🎧 Support desk")
+operations_gate()  # operators only (core.access)
 st.caption("Tickets the chatbot handed over to a person, and what customers thought of its answers.",
            help=f"Kept in the app's database: SQLite file `{store.db_path().name}` (LAUNCHPAD_DB).")
 

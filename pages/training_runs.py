@@ -5,7 +5,7 @@ import plotly.express as px
 import streamlit as st
 
 from core import store
-from pages.common import app_shell
+from pages.common import app_shell, operations_gate
 
 app_shell()
 
@@ -22,6 +22,7 @@ def flat(metrics: dict, prefix: str = "") -> dict:
 
 
 st.title("Training runs")
+operations_gate()  # operators only (core.access)
 st.caption("Every run of the models we train here: its parameters, the data it saw (fingerprint), how long it "
            "took, who started it and its held-out metrics. ★ marks the run whose model each slot serves now.")
 

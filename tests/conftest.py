@@ -26,6 +26,9 @@ os.environ.setdefault("LAUNCHPAD_CHAT_LM_B", "smollm2-135m")
 os.environ["LAUNCHPAD_SENTIMENT_TRAIN_LIMIT"] = "600"  # trains in well under a minute on 2 cores
 os.environ.setdefault("LAUNCHPAD_SENTIMENT_RUNTIME", "torch")  # int8 exports cost 10-20 s per retrain; test_quantised sets its own
 os.environ["LAUNCHPAD_SENTIMENT_MODE"] = "frozen"  # learns from 600 tweets; fine-tuning needs them all
+# Operations pages are for operators, and with open access there are none by default (#23): the suite's page and
+# browser tests use them with open access, so every visitor is one here; tests/test_roles.py checks the default.
+os.environ.setdefault("LAUNCHPAD_OPERATORS", "*")
 
 
 def _mirror_a_running_server() -> None:
