@@ -39,6 +39,26 @@ def test_sign_in_guard_locks_out_after_repeated_failures():
     assert guard.wait_seconds(31) == 0
 
 
+def test_by_default_five_wrong_passwords_lock_a_visitor_out_for_30_seconds(monkeypatch):
+    """The README's promise, through what the sign-in form uses (lockout_for), not only the class defaults."""
+    for guard in (access.SignInGuard(), access.lockout_for("address 203.0.113.250")):
+        for t in range(4):
+            guard.failed(100.0 + t)
+        assert guard.wait_seconds(104.0) == 0  # four failures: not yet
+        guard.failed(104.0)
+        assert guard.wait_seconds(104.0) == pytest.approx(26.0)  # 30 s from the first of the five
+        assert guard.wait_seconds(129.9) > 0 and guard.wait_seconds(130.0) == 0
+
+
+def test_by_default_30_heavy_calls_a_minute_are_allowed(monkeypatch):
+    monkeypatch.delenv("LAUNCHPAD_RATE_LIMIT", raising=False)
+    monkeypatch.setenv("LAUNCHPAD_CONFIG", "/dev/null")
+    for limiter in (access.RateLimiter(), access.limiter_for("address 203.0.113.251")):
+        assert all(limiter.try_acquire(1000.0 + i) == 0 for i in range(30))
+        assert limiter.try_acquire(1030.0) == pytest.approx(30.0)  # the 31st within the minute waits
+        assert limiter.try_acquire(1059.9) > 0 and limiter.try_acquire(1060.0) == 0  # the first has left the window
+
+
 def test_rate_limiter_is_a_sliding_window():
     limiter = access.RateLimiter(calls=2, seconds=10)
     assert limiter.try_acquire(0) == 0 and limiter.try_acquire(1) == 0

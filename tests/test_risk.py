@@ -289,3 +289,14 @@ def test_infinite_and_absurd_numbers_are_flagged_and_not_scored():
     assert "finite number" in flagged[0].message
     assert reason.ne("").tolist() == [False, True, True, True, False]
     assert clean.Income.isna().tolist() == [False, True, True, True, False]
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "Infinity", "1e999", "1e308"])
+def test_a_batch_row_holding_an_infinite_or_absurd_number_is_not_scored(model, data, value):
+    frame = batch(data)
+    frame.loc[1, "Income"] = value
+    scored, problems = risk.score_batch(model, frame, "gbm", 540, 500)
+    assert [p.kind for p in problems] == ["impossible number"] and problems[0].rows == [3]
+    assert scored.band[1] == "not scored" and math.isnan(scored.pd[1]) and math.isnan(scored.score[1])
+    assert "Income" in scored.problem[1]
+    assert scored.band.drop(1).isin(risk.BANDS).all() and np.isfinite(scored.pd.drop(1)).all()
