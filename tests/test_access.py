@@ -39,7 +39,15 @@ def test_sign_in_guard_locks_out_after_repeated_failures():
     assert guard.wait_seconds(31) == 0
 
 
-def test_by_default_five_wrong_passwords_lock_a_visitor_out_for_30_seconds(monkeypatch):
+@pytest.fixture
+def fresh_visitors(monkeypatch):
+    """Empty per-visitor limiter and lockout tables for this test: the process-wide ones keep what earlier tests
+    (or an earlier run in the same process, as under mutmut) did with the same visitor key."""
+    monkeypatch.setattr(access, "_LIMITERS", access.Expiring(lambda key: access.RateLimiter(key[1], key[2])))
+    monkeypatch.setattr(access, "_LOCKOUTS", access.Expiring(lambda key: access.SignInGuard()))
+
+
+def test_by_default_five_wrong_passwords_lock_a_visitor_out_for_30_seconds(fresh_visitors):
     """The README's promise, through what the sign-in form uses (lockout_for), not only the class defaults."""
     for guard in (access.SignInGuard(), access.lockout_for("address 203.0.113.250")):
         for t in range(4):
@@ -50,7 +58,7 @@ def test_by_default_five_wrong_passwords_lock_a_visitor_out_for_30_seconds(monke
         assert guard.wait_seconds(129.9) > 0 and guard.wait_seconds(130.0) == 0
 
 
-def test_by_default_30_heavy_calls_a_minute_are_allowed(monkeypatch):
+def test_by_default_30_heavy_calls_a_minute_are_allowed(monkeypatch, fresh_visitors):
     monkeypatch.delenv("LAUNCHPAD_RATE_LIMIT", raising=False)
     monkeypatch.setenv("LAUNCHPAD_CONFIG", "/dev/null")
     for limiter in (access.RateLimiter(), access.limiter_for("address 203.0.113.251")):
@@ -119,7 +127,7 @@ def test_heavy_calls_are_rate_limited_per_visitor(monkeypatch):
 # --- limits per visitor, across sessions (#23) ---------------------------------------------------------
 
 @pytest.fixture
-def address(monkeypatch):
+def address(monkeypatch, fresh_visitors):
     """Set the client address every AppTest run sees as st.context.ip_address (AppTest cannot seed it)."""
     current = {"ip": None}
     monkeypatch.setattr(ContextProxy, "ip_address", property(lambda self: current["ip"]))

@@ -3,11 +3,10 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import Future
 
 import pytest
 import torch
-from concurrency import concurrently
+from concurrency import concurrently, run_in_thread, until
 
 from core import config
 from core import registry as reg
@@ -303,28 +302,6 @@ def test_cli_prints_every_slot_with_source_licence_and_offline():
 
 
 # --- micro-batching ----------------------------------------------------------------------------------
-
-def run_in_thread(fn, *args) -> Future:
-    """fn(*args) in a daemon thread, as a Future: a test waits on it with a timeout, so a hang fails it."""
-    future = Future()
-
-    def work():
-        try:
-            future.set_result(fn(*args))
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
-            future.set_exception(exc)
-
-    threading.Thread(target=work, daemon=True).start()
-    return future
-
-
-def until(condition, what: str, timeout: float = 10.0) -> None:
-    """Wait for a condition another thread brings about; fails (not hangs) if it never holds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.001)
-
 
 def doubled(bundle, items, calls):
     """A stand-in batched model: one call for the whole list; negative inputs break the call."""
