@@ -215,3 +215,56 @@ def test_sign_in_hashes_once_for_known_and_unknown_names(monkeypatch):
     assert rounds("nobody") == ["1000"]  # the unknown name pays for a dummy hash as slow as ann's
     assert rounds("bo") == ["1000"]  # so does a user whose password is stored in plain text
     assert rules.verify("nobody", "a1") is None and rules.verify("ann", "a1") == "ann"
+
+
+# --- what mutation testing found unchecked (tests/mutants.md) --------------------------------------------
+
+def test_hashes_have_a_16_byte_salt_and_dummies_look_like_real_hashes():
+    import base64
+
+    _, rounds, salt, digest = access.hash_password("pw", iterations=1000).split("$")
+    assert rounds == "1000" and len(base64.b64decode(salt)) == 16 and len(base64.b64decode(digest)) == 32
+    _, rounds, salt, digest = access._dummy(1000).split("$")
+    assert rounds == "1000" and len(base64.b64decode(salt)) == 16 and len(base64.b64decode(digest)) == 32
+    assert access._dummy(10**12).split("$")[1] == "10000000"  # capped: a huge stored count cannot stall sign-in
+    assert not access.check_password("", access._dummy(1000))
+
+
+def test_a_malformed_stored_hash_is_skipped_when_sizing_the_dummy():
+    rules = access.Access(users={"ann": "pbkdf2_sha256$many$x$y", "bo": access.hash_password("b", iterations=1500)})
+    assert rules._dummy_hash().split("$")[1] == "1500"
+    assert rules.verify("nobody", "x") is None and rules.verify("ann", "x") is None and rules.verify("bo", "b") == "bo"
+
+
+def test_the_hash_command_prints_a_hash_of_the_typed_password(monkeypatch, capsys):
+    import getpass
+
+    monkeypatch.setattr("sys.argv", ["core.access"])
+    with pytest.raises(SystemExit) as info:
+        access.main()
+    assert info.value.code == 2 and "usage: python -m core.access hash" in capsys.readouterr().out
+    monkeypatch.setattr("sys.argv", ["core.access", "hash"])
+    monkeypatch.setattr(getpass, "getpass", lambda prompt: "typed secret")
+    access.main()
+    printed = capsys.readouterr().out.strip()
+    assert printed.startswith(f"pbkdf2_sha256${access.ITERATIONS}$") and access.check_password("typed secret", printed)
+
+
+def test_a_shared_password_beside_named_users_still_signs_in_with_one_hash(monkeypatch):
+    rules = access.Access(password="team", users={"ann": access.hash_password("a1", iterations=1000)})
+    hashed = []
+    real = access.hashlib.pbkdf2_hmac
+    monkeypatch.setattr(access.hashlib, "pbkdf2_hmac", lambda *a: hashed.append(a[3]) or real(*a))
+    assert rules.verify("", "team") == "guest" and rules.verify("bo", "team") == "bo"
+    assert rules.verify("bo", "wrong") is None and rules.verify("ann", "a1") == "ann"
+    assert len(hashed) == 4  # one per attempt: a dummy for the plain shared password, the real one for ann
+
+
+def test_a_second_burst_of_failures_after_the_lockout_locks_out_again():
+    guard = access.SignInGuard()
+    for t in range(5):
+        guard.failed(float(t))
+    assert guard.wait_seconds(100.0) == 0
+    for t in range(100, 105):
+        guard.failed(float(t))
+    assert guard.wait_seconds(105.0) == pytest.approx(25.0)  # counted from the first of the last five

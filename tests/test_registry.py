@@ -70,6 +70,16 @@ def test_lru_eviction_keeps_resident_bytes_under_the_budget():
     assert sum(s.bytes for s in registry.states()) <= 2.5 * 2**20
 
 
+def test_models_that_fill_the_budget_exactly_all_stay():
+    registry = Registry([make_slot(n, units=256 * 1024) for n in "ab"], memory_budget_mb=2.0)  # 1 MiB each
+    registry.get("a")
+    registry.get("b")
+    assert [s.state for s in registry.states()] == [reg.READY, reg.READY]
+    registry.declare(make_slot("c", units=1))  # 4 bytes more: now the least recently used goes
+    registry.get("c")
+    assert [s.state for s in registry.states()] == [reg.NOT_LOADED, reg.READY, reg.READY]
+
+
 def test_a_model_in_use_is_not_evicted():
     registry = Registry([make_slot(n, units=256 * 1024) for n in "ab"], memory_budget_mb=1.5)
     inside = threading.Event()
