@@ -493,3 +493,37 @@ def test_copy_studio_compare_mode_writes_both_sets_and_takes_a_vote():
     at.segmented_control(key="copy_vote").set_value("A is better").run()
     [row] = new_rows(store.votes(), before)
     assert row["demo"] == "copy" and row["winner"] == "a"
+
+
+# --- the guards' parts, exactly (what mutation testing found unchecked; tests/mutants.md) -----------------
+
+def test_clean_message_cuts_at_exactly_1000_characters_with_its_notice():
+    assert chat.clean_message(None) == ("", "") and chat.clean_message("") == ("", "")
+    assert chat.clean_message("a\tb\nc\x00\x07d") == ("a\tb\ncd", "")  # tabs and line breaks stay, controls go
+    exact = "a" * 1000
+    assert chat.clean_message(exact) == (exact, "")
+    text, notice = chat.clean_message("a" * 999 + " " + "b" * 5)
+    assert text == "a" * 999  # cut, and the space it was cut at trimmed
+    assert notice == "Your message was 1,005 characters; only the first 1,000 were used. Try a shorter question."
+
+
+@pytest.mark.parametrize("word, stem", [("exporting", "export"), ("exported", "export"), ("exports", "export"),
+                                        ("wanted", "want"), ("classes", "class"), ("quickly", "quick"),
+                                        ("playing", "play"), ("seeing", "seeing"), ("bed", "bed"), ("goes", "goes"),
+                                        ("export.", "export"), ("'plans'", "plan"), ("billing?", "bill")])
+def test_the_stem_drops_one_suffix_from_words_long_enough(word, stem):
+    assert chat._stem(word) == stem
+
+
+def test_content_words_skip_stopwords_and_short_words_and_facts_drop_trailing_dots():
+    assert chat._content_words("The invoice is ok, and your PDF export") == ["invoice", "pdf", "export"]
+    assert chat._facts("It costs $50. Or 20%, at help@pennant.example.") == {"$50", "20%", "help@pennant.example"}
+    assert chat._shingles("a b c d e f g") == {tuple("abcdef"), tuple("bcdefg")}
+    assert chat._shingles("a b c d e") == set()
+
+
+def test_a_word_inside_a_longer_passage_word_counts_and_exactly_the_share_passes():
+    passages = "Open the payments page."
+    # payments and page are in the passages, and "pay" inside "payments": 3 of 5 content words = the 0.6 share
+    assert chat.supported("Payments page lists every pay.", passages)
+    assert not chat.supported("Payments page lists every fee.", passages)

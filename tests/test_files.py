@@ -174,7 +174,8 @@ def test_text_encodings_are_recognised():
 
 @pytest.mark.parametrize("cells, expected", [
     (["1,200.50", "3", ""], [1200.5, 3.0, None]), (["1,5", "1.234,56"], [1.5, 1234.56]),
-    (["1,234", "2,000"], [1234.0, 2000.0]), (["-7", "+2.5", "x"], [-7.0, 2.5, None]), ([" 4 ", "5"], [4.0, 5.0])])
+    (["1,234", "2,000"], [1234.0, 2000.0]), (["-7", "+2.5", "x"], [-7.0, 2.5, None]), ([" 4 ", "5"], [4.0, 5.0]),
+    (["1,200", None], [1200.0, None])])
 def test_numbers_read_thousands_and_decimal_commas(cells, expected):
     got = files.numbers(pd.Series(cells, dtype=object)).tolist()
     assert [None if np.isnan(g) else g for g in got] == expected
@@ -186,7 +187,7 @@ def test_numbers_read_thousands_and_decimal_commas(cells, expected):
     ("\r=x", "'\r=x"), ("\n=x", "'\n=x"), ("  =x", "'  =x"), ("＝x", "'＝x"), ("＋x", "'＋x"), ("－x", "'－x"),
     ("＠x", "'＠x"), ("-3.5", "-3.5"), ("+1,000", "+1,000"), ("1e-5", "1e-5"), ("-2E+3", "-2E+3"), ("ok", "ok"),
     ("a=b", "a=b"), ("", ""), (None, None), (3, 3), (-2.5, -2.5), (True, True), (np.int64(4), np.int64(4)),
-    ("-1e5x", "'-1e5x"), ("- 3", "'- 3")])
+    ("-1e5x", "'-1e5x"), ("- 3", "'- 3"), ("X=1", "X=1"), ("X =1", "X =1")])
 def test_safe_cell_neutralises_formulas_and_keeps_numbers(value, safe):
     assert files.safe_cell(value) == safe
 

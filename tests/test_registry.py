@@ -91,7 +91,7 @@ def test_a_model_in_use_is_not_evicted():
 
     worker = threading.Thread(target=registry.run, args=("a", slow))
     worker.start()
-    inside.wait(5)
+    assert inside.wait(5)
     registry.get("b")  # over budget, but a is busy
     assert registry.state("a").state == reg.READY
     release.set()
@@ -160,11 +160,16 @@ def test_load_retries_a_failed_slot_at_once_but_get_does_not():
     with pytest.raises(SlotError):
         registry.get("a")
     assert len(attempts) == 1  # get remembered the failure
-    assert registry.load("a").model is not None and len(attempts) == 2
+    told = []
+    assert registry.load("a", progress=told.append).model is not None and len(attempts) == 2
+    assert told[0].startswith("Loading A on ") and told[-1] == "Warming up A"  # the Load button shows progress
     assert registry.state("a").state == reg.READY
     registry.unload("a")
     with pytest.raises(SlotError):
         registry.get("a")  # attempt 3 fails
+    failed = registry.state("a")
+    assert failed.state == reg.FAILED and failed.progress == "" and failed.progress_fraction is None
+    assert "not there yet" in failed.last_error
     registry.prepare("a")
     with pytest.raises(SlotError):
         registry.wait("a", timeout=10)
