@@ -206,3 +206,27 @@ def test_csv_download_quotes_text_and_leaves_numbers_and_booleans_bare():
     ("$x$", "\\$x\\$"), (42, "42"), ("a & b", "a &amp; b"), ("\"q\"", "\"q\"")])
 def test_plain_escapes_exactly_what_markdown_would_act_on(text, shown):
     assert files.plain(text) == shown
+
+
+def test_reader_messages_name_the_file_and_say_what_to_do():
+    with pytest.raises(files.UploadError) as info:
+        files.read_csv(b'"a\nb', "quote.csv")
+    assert str(info.value) == "quote.csv is not a readable CSV file (No columns to parse from file)."
+    with pytest.raises(files.UploadError) as info:
+        files.read_csv(b"a,b\n1,2\x00", "nul.csv")
+    assert str(info.value) == "nul.csv looks like a binary file, not text. Export it as CSV (UTF-8) and try again."
+    with pytest.raises(files.UploadError) as info:
+        files.read_csv(b"Age, Age ,x,x \n1,2,3,4\n", "clash.csv")
+    assert str(info.value) == ("clash.csv has columns whose names differ only in spaces ('Age' and ' Age '; 'x' and "
+                               "'x '), so we cannot tell them apart. Rename or delete one of each and upload again.")
+    with pytest.raises(files.UploadError) as info:
+        files.decode_text(b"\xff\xfe\x00\xd8", "u16.csv")
+    assert str(info.value) == ("u16.csv starts like UTF-16-LE text but is not valid UTF-16-LE (unexpected end of "
+                               "data). Save it again as CSV (UTF-8) and try again.")
+
+
+def test_cells_are_kept_as_typed_and_undecodable_bytes_are_replaced():
+    frame, _ = files.read_csv(b"a,b\nNA,null\nN/A,\n", "na.csv")
+    assert frame.values.tolist() == [["NA", "null"], ["N/A", ""]]  # no cell is guessed to be missing
+    text, notice = files.decode_text(b"caf\xe9 \x81", "w.csv")  # 0x81 is no character in Windows-1252 either
+    assert text == "café \ufffd" and "read as Windows-1252" in notice
