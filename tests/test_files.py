@@ -230,3 +230,9 @@ def test_cells_are_kept_as_typed_and_undecodable_bytes_are_replaced():
     assert frame.values.tolist() == [["NA", "null"], ["N/A", ""]]  # no cell is guessed to be missing
     text, notice = files.decode_text(b"caf\xe9 \x81", "w.csv")  # 0x81 is no character in Windows-1252 either
     assert text == "café \ufffd" and "read as Windows-1252" in notice
+
+
+@pytest.mark.parametrize("data", [b"a b\n1 2\n", b"a|b\n1|2\n"])
+def test_only_commas_semicolons_and_tabs_separate_columns(data):
+    frame, _ = files.read_csv(data, "s.csv")
+    assert frame.shape == (1, 1)  # a space or a bar is text inside the one column
