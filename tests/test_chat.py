@@ -527,3 +527,9 @@ def test_a_word_inside_a_longer_passage_word_counts_and_exactly_the_share_passes
     # payments and page are in the passages, and "pay" inside "payments": 3 of 5 content words = the 0.6 share
     assert chat.supported("Payments page lists every pay.", passages)
     assert not chat.supported("Payments page lists every fee.", passages)
+
+
+def test_the_raw_stream_holds_back_the_last_six_words():
+    assert chat._safe_prefix("one two three four five six") == ""
+    assert chat._safe_prefix("one  two three four five six seven") == "one  "
+    assert chat._safe_prefix("a b c d e f g h", hold=2) == "a b c d e f "

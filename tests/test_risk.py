@@ -357,3 +357,25 @@ def test_blank_cells_are_empty_or_only_spaces(cells, blank):
 def test_impossible_numbers_are_infinite_or_beyond_1e15_either_way():
     values = pd.Series([1e15, -1e15, 1.0000001e15, -2e15, np.inf, -np.inf, np.nan, 0.0])
     assert risk._impossible(values).tolist() == [False, False, True, True, True, True, False, False]
+
+
+def test_validation_messages_shorten_samples_and_lists_and_keep_the_files_row_index():
+    schema = risk.Schema("Status", "bad", ["Income"], {"Job": [f"job{i:02d}" for i in range(14)]})
+    long = "x" * 40
+    frame = pd.DataFrame({"Income": [long, "1e400", "-inf"] + ["1"] * 8, "Job": [f"new{i}" for i in range(6)] + [""] * 5},
+                         index=range(10, 21))
+    clean, problems, reason = risk.validate(frame, schema)
+    assert reason.index.tolist() == list(range(10, 21)) and clean.index.tolist() == list(range(10, 21))
+    impossible, wrong, unknown, empty = problems
+    assert "rows 3, 4 hold '1e400'" in impossible.message  # two rows: "hold"
+    assert f"row 2 holds text such as '{'x' * 30}'. Those" in wrong.message  # a long cell is cut at 30 characters
+    assert "(new0, new1, new2, new3, new4) in rows 2, 3, 4, 5, 6, 7;" in unknown.message  # five values at most
+    assert "Known values: " + ", ".join(f"job{i:02d}" for i in range(12)) + "." in unknown.message  # twelve at most
+    assert list(clean.Job.cat.categories) == schema.categorical["Job"]  # every known job, seen in this file or not
+    assert "rows 8, 9, 10, 11, 12 were scored" in empty.message
+    ten = risk.validate(pd.DataFrame({"Income": ["no"] * 10, "Job": ["job00"] * 10}), schema)[1][0].message
+    eleven = risk.validate(pd.DataFrame({"Income": ["no"] * 11, "Job": ["job00"] * 11}), schema)[1][0].message
+    assert "rows 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 hold" in ten and "more" not in ten
+    assert "rows 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 and 1 more hold" in eleven
+    missing = risk.validate(pd.DataFrame({"Other": ["1", "2"]}, index=[5, 6]), schema)[2]
+    assert missing.index.tolist() == [5, 6] and missing.tolist() == ["", ""]
