@@ -242,10 +242,13 @@ def test_the_hash_command_prints_a_hash_of_the_typed_password(monkeypatch, capsy
     monkeypatch.setattr("sys.argv", ["core.access"])
     with pytest.raises(SystemExit) as info:
         access.main()
-    assert info.value.code == 2 and "usage: python -m core.access hash" in capsys.readouterr().out
+    assert info.value.code == 2
+    assert capsys.readouterr().out == "usage: python -m core.access hash   (reads a password, prints a hash for secrets.toml)\n"
     monkeypatch.setattr("sys.argv", ["core.access", "hash"])
-    monkeypatch.setattr(getpass, "getpass", lambda prompt: "typed secret")
+    prompts = []
+    monkeypatch.setattr(getpass, "getpass", lambda prompt: prompts.append(prompt) or "typed secret")
     access.main()
+    assert prompts == ["Password: "]
     printed = capsys.readouterr().out.strip()
     assert printed.startswith(f"pbkdf2_sha256${access.ITERATIONS}$") and access.check_password("typed secret", printed)
 

@@ -530,6 +530,7 @@ def test_a_word_inside_a_longer_passage_word_counts_and_exactly_the_share_passes
 
 
 def test_the_raw_stream_holds_back_the_last_six_words():
-    assert chat._safe_prefix("one two three four five six") == ""
+    assert chat._safe_prefix("one two three four five six") == "" and chat._safe_prefix("one two") == ""
+    assert chat._safe_prefix("  one two three four five six") == ""
     assert chat._safe_prefix("one  two three four five six seven") == "one  "
     assert chat._safe_prefix("a b c d e f g h", hold=2) == "a b c d e f "

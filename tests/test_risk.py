@@ -362,12 +362,14 @@ def test_impossible_numbers_are_infinite_or_beyond_1e15_either_way():
 def test_validation_messages_shorten_samples_and_lists_and_keep_the_files_row_index():
     schema = risk.Schema("Status", "bad", ["Income"], {"Job": [f"job{i:02d}" for i in range(14)]})
     long = "x" * 40
-    frame = pd.DataFrame({"Income": [long, "1e400", "-inf"] + ["1"] * 8, "Job": [f"new{i}" for i in range(6)] + [""] * 5},
+    frame = pd.DataFrame({"Income": [long, "1e400", "-inf"] + ["1" + "0" * 39] + ["1"] * 7, "Job": [f"new{i}" for i in range(6)] + [""] * 5},
                          index=range(10, 21))
     clean, problems, reason = risk.validate(frame, schema)
     assert reason.index.tolist() == list(range(10, 21)) and clean.index.tolist() == list(range(10, 21))
     impossible, wrong, unknown, empty = problems
-    assert "rows 3, 4 hold '1e400'" in impossible.message  # two rows: "hold"
+    assert "rows 3, 4, 5 hold '1e400'" in impossible.message  # more than one row: "hold"
+    huge = risk.validate(frame.iloc[3:4], schema)[1][0].message
+    assert f"row 2 holds '1{'0' * 29}'. Those" in huge  # cut at 30 characters (rows count from the header)
     assert f"row 2 holds text such as '{'x' * 30}'. Those" in wrong.message  # a long cell is cut at 30 characters
     assert "(new0, new1, new2, new3, new4) in rows 2, 3, 4, 5, 6, 7;" in unknown.message  # five values at most
     assert "Known values: " + ", ".join(f"job{i:02d}" for i in range(12)) + "." in unknown.message  # twelve at most
