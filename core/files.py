@@ -58,7 +58,8 @@ def read_csv(data: bytes, name: str) -> tuple[pd.DataFrame, list[str]]:
     bad_lines: list = []
     try:
         frame = pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False, engine="python",
-                            on_bad_lines=lambda line: bad_lines.append(line) or None, nrows=MAX_UPLOAD_ROWS + 1)
+                            on_bad_lines=lambda line: bad_lines.append(line) or None, nrows=MAX_UPLOAD_ROWS + 1,
+                            index_col=False)  # else a line with extra fields turns columns into an index
     except (csv.Error, pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
         raise UploadError(f"{name} is not a readable CSV file ({exc}).") from exc
     if bad_lines:

@@ -51,8 +51,8 @@ _mirror_a_running_server()
 
 
 KINDS = ("unit", "page", "browser")
-# module fixtures that train or start a real model (10-20 s each on 2 cores): their tests are slow
-SLOW_FIXTURES = {"model", "trained", "movielens_model", "server"}
+# module fixtures that train, start or load a real model (10-30 s each on 2 cores): their tests are slow
+SLOW_FIXTURES = {"model", "trained", "movielens_model", "server", "kb"}
 
 
 def pytest_collection_modifyitems(items):

@@ -39,6 +39,34 @@ def test_sign_in_guard_locks_out_after_repeated_failures():
     assert guard.wait_seconds(31) == 0
 
 
+@pytest.fixture
+def fresh_visitors(monkeypatch):
+    """Empty per-visitor limiter and lockout tables for this test: the process-wide ones keep what earlier tests
+    (or an earlier run in the same process, as under mutmut) did with the same visitor key."""
+    monkeypatch.setattr(access, "_LIMITERS", access.Expiring(lambda key: access.RateLimiter(key[1], key[2])))
+    monkeypatch.setattr(access, "_LOCKOUTS", access.Expiring(lambda key: access.SignInGuard()))
+
+
+def test_by_default_five_wrong_passwords_lock_a_visitor_out_for_30_seconds(fresh_visitors):
+    """The README's promise, through what the sign-in form uses (lockout_for), not only the class defaults."""
+    for guard in (access.SignInGuard(), access.lockout_for("address 203.0.113.250")):
+        for t in range(4):
+            guard.failed(100.0 + t)
+        assert guard.wait_seconds(104.0) == 0  # four failures: not yet
+        guard.failed(104.0)
+        assert guard.wait_seconds(104.0) == pytest.approx(26.0)  # 30 s from the first of the five
+        assert guard.wait_seconds(129.9) > 0 and guard.wait_seconds(130.0) == 0
+
+
+def test_by_default_30_heavy_calls_a_minute_are_allowed(monkeypatch, fresh_visitors):
+    monkeypatch.delenv("LAUNCHPAD_RATE_LIMIT", raising=False)
+    monkeypatch.setenv("LAUNCHPAD_CONFIG", "/dev/null")
+    for limiter in (access.RateLimiter(), access.limiter_for("address 203.0.113.251")):
+        assert all(limiter.try_acquire(1000.0 + i) == 0 for i in range(30))
+        assert limiter.try_acquire(1030.0) == pytest.approx(30.0)  # the 31st within the minute waits
+        assert limiter.try_acquire(1059.9) > 0 and limiter.try_acquire(1060.0) == 0  # the first has left the window
+
+
 def test_rate_limiter_is_a_sliding_window():
     limiter = access.RateLimiter(calls=2, seconds=10)
     assert limiter.try_acquire(0) == 0 and limiter.try_acquire(1) == 0
@@ -99,7 +127,7 @@ def test_heavy_calls_are_rate_limited_per_visitor(monkeypatch):
 # --- limits per visitor, across sessions (#23) ---------------------------------------------------------
 
 @pytest.fixture
-def address(monkeypatch):
+def address(monkeypatch, fresh_visitors):
     """Set the client address every AppTest run sees as st.context.ip_address (AppTest cannot seed it)."""
     current = {"ip": None}
     monkeypatch.setattr(ContextProxy, "ip_address", property(lambda self: current["ip"]))
@@ -187,3 +215,59 @@ def test_sign_in_hashes_once_for_known_and_unknown_names(monkeypatch):
     assert rounds("nobody") == ["1000"]  # the unknown name pays for a dummy hash as slow as ann's
     assert rounds("bo") == ["1000"]  # so does a user whose password is stored in plain text
     assert rules.verify("nobody", "a1") is None and rules.verify("ann", "a1") == "ann"
+
+
+# --- what mutation testing found unchecked (tests/mutants.md) --------------------------------------------
+
+def test_hashes_have_a_16_byte_salt_and_dummies_look_like_real_hashes():
+    import base64
+
+    _, rounds, salt, digest = access.hash_password("pw", iterations=1000).split("$")
+    assert rounds == "1000" and len(base64.b64decode(salt)) == 16 and len(base64.b64decode(digest)) == 32
+    _, rounds, salt, digest = access._dummy(1000).split("$")
+    assert rounds == "1000" and len(base64.b64decode(salt)) == 16 and len(base64.b64decode(digest)) == 32
+    assert access._dummy(10**12).split("$")[1] == "10000000"  # capped: a huge stored count cannot stall sign-in
+    assert not access.check_password("", access._dummy(1000))
+
+
+def test_a_malformed_stored_hash_is_skipped_when_sizing_the_dummy():
+    rules = access.Access(users={"ann": "pbkdf2_sha256$many$x$y", "bo": access.hash_password("b", iterations=1500)})
+    assert rules._dummy_hash().split("$")[1] == "1500"
+    assert rules.verify("nobody", "x") is None and rules.verify("ann", "x") is None and rules.verify("bo", "b") == "bo"
+
+
+def test_the_hash_command_prints_a_hash_of_the_typed_password(monkeypatch, capsys):
+    import getpass
+
+    monkeypatch.setattr("sys.argv", ["core.access"])
+    with pytest.raises(SystemExit) as info:
+        access.main()
+    assert info.value.code == 2
+    assert capsys.readouterr().out == "usage: python -m core.access hash   (reads a password, prints a hash for secrets.toml)\n"
+    monkeypatch.setattr("sys.argv", ["core.access", "hash"])
+    prompts = []
+    monkeypatch.setattr(getpass, "getpass", lambda prompt: prompts.append(prompt) or "typed secret")
+    access.main()
+    assert prompts == ["Password: "]
+    printed = capsys.readouterr().out.strip()
+    assert printed.startswith(f"pbkdf2_sha256${access.ITERATIONS}$") and access.check_password("typed secret", printed)
+
+
+def test_a_shared_password_beside_named_users_still_signs_in_with_one_hash(monkeypatch):
+    rules = access.Access(password="team", users={"ann": access.hash_password("a1", iterations=1000)})
+    hashed = []
+    real = access.hashlib.pbkdf2_hmac
+    monkeypatch.setattr(access.hashlib, "pbkdf2_hmac", lambda *a: hashed.append(a[3]) or real(*a))
+    assert rules.verify("", "team") == "guest" and rules.verify("bo", "team") == "bo"
+    assert rules.verify("bo", "wrong") is None and rules.verify("ann", "a1") == "ann"
+    assert len(hashed) == 4  # one per attempt: a dummy for the plain shared password, the real one for ann
+
+
+def test_a_second_burst_of_failures_after_the_lockout_locks_out_again():
+    guard = access.SignInGuard()
+    for t in range(5):
+        guard.failed(float(t))
+    assert guard.wait_seconds(100.0) == 0
+    for t in range(100, 105):
+        guard.failed(float(t))
+    assert guard.wait_seconds(105.0) == pytest.approx(25.0)  # counted from the first of the last five

@@ -3,6 +3,7 @@
 Screenshots of every page land in artifacts/screenshots/ for a person to look at.
 """
 import os
+import re
 import shutil
 import time
 import warnings
@@ -107,9 +108,15 @@ def test_chatbot_answers_with_sources_and_offers_a_hand_off(server, page):
     box.press("Enter")
     settle(page, "Sources (")
     assert page.get_by_test_id("stChatMessage").count() == 2
+    first = page.get_by_test_id("stChatMessage").nth(1).inner_text()
+    assert "Sources (" in first and "pass this to a person" not in first, first  # answered, with its sources
     box.fill("Who won the football world cup in 2018?")
     box.press("Enter")
     settle(page, "Create support ticket")
+    assert page.get_by_test_id("stChatMessage").count() == 4
+    handoff = page.get_by_test_id("stChatMessage").nth(3).inner_text()
+    assert "pass this to a person" in handoff and "2018" not in handoff, handoff  # no guess at the answer
+    assert page.get_by_label("Email (optional, for a reply)").count() == 1  # the hand-off form asks where to answer
     shot(page, "chatbot")
 
 
@@ -164,8 +171,14 @@ def test_support_desk_closes_a_ticket(server, page):
 def test_models_page_warms_up_a_slot(server, page):
     page.goto(server + "/models")
     settle(page, "Memory the models use")
-    page.get_by_role("button", name="Warm up").nth(2).click()  # the image classifier
+    page.get_by_role("button", name="Warm up").nth(2).click()  # the third slot in the table
     settle(page, "warmed up")
+    toast = page.get_by_test_id("stToast").inner_text()
+    warmed = re.search(r"(.+) warmed up: one inference took \d+ ms", toast)
+    from core import catalog  # noqa: F401  (declares every slot)
+    from core.registry import registry
+
+    assert warmed and warmed.group(1).strip() in {spec.title for spec in registry.specs()}, toast
 
 
 def test_twenty_simultaneous_sessions_stay_separate_and_share_one_copy_of_each_model(server, page):
@@ -303,6 +316,11 @@ def test_recommender_folds_in_a_new_visitor(server, page):
     page.keyboard.press("Escape")
     page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=60_000)
     settle(page, "Because you liked", state="attached")  # a header the grid keeps for screen readers
+    assert "Pick at least one movie" not in page.inner_text("body")
+    grid = page.locator("[data-testid='stDataFrame']").first.locator("table")  # the grid's table for screen readers
+    cells = grid.inner_text()
+    assert cells.count("Toy Story (1995)") >= 3, cells  # each recommendation follows from the one movie liked
+    assert grid.locator("tbody tr").count() >= 5, cells
     shot(page, "recommender")
 
 

@@ -39,15 +39,15 @@ def test_embedder_override_from_a_local_folder(monkeypatch, tmp_path):
     assert "model card" in stats.licence
 
 
-def test_micro_batched_embeddings_equal_single_calls():
+def test_micro_batched_embeddings_equal_single_calls(monkeypatch):
     """The real embedder under 12 concurrent callers: coalesced results equal one-by-one results."""
     import numpy as np
-    from concurrency import concurrently
+    from concurrency import coalesced
 
-    from core.embeddings import embed
+    from core import embeddings
 
     texts = [f"How do I {verb} my invoice number {i}?" for i, verb in enumerate(["export", "delete", "pay"] * 4)]
-    alone = [embed([t])[0] for t in texts]
-    together = concurrently(lambda t: embed([t])[0], texts)
+    alone = [embeddings.embed([t])[0] for t in texts]
+    together, calls = coalesced(monkeypatch, registry, embeddings, "encode", lambda t: embeddings.embed([t])[0], texts)
     np.testing.assert_allclose(np.stack(together), np.stack(alone), atol=2e-5)
-    assert registry.state("embedder").mean_batch > 1
+    assert calls == [1, 11]  # the first alone, the eleven that queued behind it in one model call

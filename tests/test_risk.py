@@ -317,3 +317,95 @@ def test_scored_csv_probabilities_are_rounded_to_four_decimals(model, data):
     scored, _ = risk.score_batch(model, batch(data, 50), risk.Method.SCORECARD, 540, 500)
     pd_ = scored["pd"].dropna()
     assert len(pd_) and (pd_ == pd_.round(4)).all() and (pd_ != pd_.round(2)).any()
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "Infinity", "1e999", "1e308"])
+def test_a_batch_row_holding_an_infinite_or_absurd_number_is_not_scored(model, data, value):
+    frame = batch(data)
+    frame.loc[1, "Income"] = value
+    scored, problems = risk.score_batch(model, frame, "gbm", 540, 500)
+    assert [p.kind for p in problems] == ["impossible number"] and problems[0].rows == [3]
+    assert scored.band[1] == "not scored" and math.isnan(scored.pd[1]) and math.isnan(scored.score[1])
+    assert "Income" in scored.problem[1]
+    assert scored.band.drop(1).isin(risk.BANDS).all() and np.isfinite(scored.pd.drop(1)).all()
+
+
+# --- validation on its own, without a trained model (fast: `make mutate` runs these) ----------------------
+
+SCHEMA = risk.Schema("Status", "bad", ["Income", "Age"], {"Job": ["clerk", "nurse", "pilot"]},
+                     {"Income": (0.0, 500.0), "Age": (18.0, 80.0)}, {"Income": 100.0, "Age": 40.0}, {"Job": "nurse"})
+
+
+def test_validation_says_what_is_wrong_with_each_row_in_its_own_words():
+    frame = pd.DataFrame({"Income": ["120", "lots", "", "inf", "90", "x"], "Age": ["30", "old", "52", "", "63", "20"],
+                          "Job": ["nurse", "astronaut", " pilot ", "clerk", "", "chef"], "extra": list("abcdef")})
+    clean, problems, reason = risk.validate(frame, SCHEMA)
+    assert list(clean.columns) == ["Income", "Age", "Job"]  # the model's features, extra columns left out
+    assert clean.Income.tolist()[::4] == [120.0, 90.0] and clean.Income.isna().tolist() == [0, 1, 1, 1, 0, 1]
+    assert clean.Age.isna().tolist() == [0, 1, 0, 1, 0, 0] and clean.Age[5] == 20.0
+    assert clean.Job.astype(object).where(clean.Job.notna(), None).tolist() == ["nurse", None, "pilot", "clerk", None, None]
+    assert list(clean.Job.cat.categories) == ["clerk", "nurse", "pilot"]
+    assert [(p.kind, p.level, p.rows) for p in problems] == [
+        ("impossible number", "row", [5]), ("wrong type", "row", [3, 7]), ("wrong type", "row", [3]),
+        ("unknown category", "note", [3, 7]), ("empty cells", "note", [4, 5, 6])]
+    assert [p.message for p in problems] == [
+        "'Income' must be a finite number below 1e+15; row 5 holds 'inf'. Those rows were not scored: fix the values "
+        "and upload again.",
+        "'Income' must be a number; rows 3, 7 hold text such as 'lots'. Those rows were not scored: fix the values "
+        "and upload again.",
+        "'Age' must be a number; row 3 holds text such as 'old'. Those rows were not scored: fix the values and "
+        "upload again.",
+        "'Job' has value(s) the model never saw (astronaut, chef) in rows 3, 7; they were scored as missing. Known "
+        "values: clerk, nurse, pilot.",
+        "Empty cells in Income (1), Age (1), Job (1): rows 4, 5, 6 were scored with those values treated as missing "
+        "(both models handle missing values)."]
+    assert reason.tolist() == ["", "'Income' is not a number; 'Age' is not a number", "",
+                               "'Income' is not a plausible number", "", "'Income' is not a number"]
+
+
+def test_validation_refuses_missing_columns_and_empty_files_and_shortens_long_row_lists():
+    _, problems, reason = risk.validate(pd.DataFrame({"Income": ["1"], "x": ["2"]}), SCHEMA)
+    assert [(p.kind, p.level) for p in problems] == [("missing columns", "error")] and reason.tolist() == [""]
+    assert problems[0].message == ("Missing column(s): Age, Job. The file needs every feature column the model was "
+                                   "trained on: Income, Age, Job. Download the template for the expected header.")
+    _, problems, reason = risk.validate(pd.DataFrame({"Income": [], "Age": [], "Job": []}), SCHEMA)
+    assert [(p.kind, p.level) for p in problems] == [("empty file", "error")] and reason.empty
+    assert problems[0].message == "The file has a header but no rows. Add applicants, one per row."
+    many = pd.DataFrame({"Income": ["no"] * 13, "Age": ["1"] * 13, "Job": ["nurse"] * 13})
+    _, problems, _ = risk.validate(many, SCHEMA)
+    assert "rows 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 and 3 more hold text such as 'no'" in problems[0].message
+    assert problems[0].rows == list(range(2, 15))
+
+
+@pytest.mark.parametrize("cells, blank", [(["", " ", "\t", "x", "0"], [1, 1, 1, 0, 0]), ([None, "a"], [1, 0])])
+def test_blank_cells_are_empty_or_only_spaces(cells, blank):
+    assert risk._is_blank(pd.Series(cells, dtype=object)).astype(int).tolist() == blank
+
+
+def test_impossible_numbers_are_infinite_or_beyond_1e15_either_way():
+    values = pd.Series([1e15, -1e15, 1.0000001e15, -2e15, np.inf, -np.inf, np.nan, 0.0])
+    assert risk._impossible(values).tolist() == [False, False, True, True, True, True, False, False]
+
+
+def test_validation_messages_shorten_samples_and_lists_and_keep_the_files_row_index():
+    schema = risk.Schema("Status", "bad", ["Income"], {"Job": [f"job{i:02d}" for i in range(14)]})
+    long = "x" * 40
+    frame = pd.DataFrame({"Income": [long, "1e400", "-inf"] + ["1" + "0" * 39] + ["1"] * 7, "Job": [f"new{i}" for i in range(6)] + [""] * 5},
+                         index=range(10, 21))
+    clean, problems, reason = risk.validate(frame, schema)
+    assert reason.index.tolist() == list(range(10, 21)) and clean.index.tolist() == list(range(10, 21))
+    impossible, wrong, unknown, empty = problems
+    assert "rows 3, 4, 5 hold '1e400'" in impossible.message  # more than one row: "hold"
+    huge = risk.validate(frame.iloc[3:4], schema)[1][0].message
+    assert f"row 2 holds '1{'0' * 29}'. Those" in huge  # cut at 30 characters (rows count from the header)
+    assert f"row 2 holds text such as '{'x' * 30}'. Those" in wrong.message  # a long cell is cut at 30 characters
+    assert "(new0, new1, new2, new3, new4) in rows 2, 3, 4, 5, 6, 7;" in unknown.message  # five values at most
+    assert "Known values: " + ", ".join(f"job{i:02d}" for i in range(12)) + "." in unknown.message  # twelve at most
+    assert list(clean.Job.cat.categories) == schema.categorical["Job"]  # every known job, seen in this file or not
+    assert "rows 8, 9, 10, 11, 12 were scored" in empty.message
+    ten = risk.validate(pd.DataFrame({"Income": ["no"] * 10, "Job": ["job00"] * 10}), schema)[1][0].message
+    eleven = risk.validate(pd.DataFrame({"Income": ["no"] * 11, "Job": ["job00"] * 11}), schema)[1][0].message
+    assert "rows 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 hold" in ten and "more" not in ten
+    assert "rows 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 and 1 more hold" in eleven
+    missing = risk.validate(pd.DataFrame({"Other": ["1", "2"]}, index=[5, 6]), schema)[2]
+    assert missing.index.tolist() == [5, 6] and missing.tolist() == ["", ""]

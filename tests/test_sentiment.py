@@ -82,14 +82,15 @@ def test_batched_predictions_equal_single_ones(trained):
     assert np.allclose(batched, single, atol=1e-4)
 
 
-def test_concurrent_single_texts_are_batched_and_equal_single_calls(trained):
-    from concurrency import concurrently
+def test_concurrent_single_texts_are_batched_and_equal_single_calls(trained, monkeypatch):
+    from concurrency import coalesced
 
     texts = ["@united thanks, great crew", "@united lost my bag again", "@united flight 22 boards at 5pm"] * 4
     alone = [sentiment.predict([t])[0] for t in texts]
-    together = concurrently(lambda t: sentiment.predict([t])[0], texts)
+    together, calls = coalesced(monkeypatch, registry, sentiment, "_predict_batch",
+                                lambda t: sentiment.predict([t])[0], texts)
     np.testing.assert_allclose(np.stack(together), np.stack(alone), atol=1e-5)
-    assert registry.state("sentiment").mean_batch > 1
+    assert calls == [1, 11]  # the first alone, the eleven that queued behind it in one model call
 
 
 def test_occlusion_finds_the_word_that_carries_the_sentiment(trained):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import skimage.data
 import torch
-from PIL import Image
+from PIL import Image, ImageFile
 from streamlit.testing.v1 import AppTest
 
 from core import files, vision
@@ -238,3 +238,23 @@ def test_a_postscript_file_named_png_is_refused_without_reaching_the_eps_reader(
     with pytest.raises(vision.ImageInputError) as info:
         vision.read_image(eps, "cat.png")
     assert not reached and "cat.png is a PostScript/EPS file" in str(info.value)
+
+
+def test_images_above_40_megapixels_are_refused_before_decoding(monkeypatch):
+    """40 MP is the README's limit: 6325x6325 (40.0 MP and a bit) is refused from its header, with nothing decoded;
+    6324x6324 (just under) goes on to be decoded."""
+    assert vision.MAX_PIXELS == 40_000_000
+    over, under = encode(Image.new("1", (6325, 6325)), "PNG"), encode(Image.new("1", (6324, 6324)), "PNG")
+    decoded = []
+
+    def no_decoding(self, *args, **kwargs):
+        decoded.append(self.size)
+        raise OSError("decoding stopped by the test")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    with pytest.raises(vision.ImageInputError, match="the limit is 40 MP") as info:
+        vision.read_image(over, "over.png")
+    assert "6,325×6,325" in str(info.value) and decoded == []
+    with pytest.raises(vision.ImageInputError, match="decoding stopped by the test"):
+        vision.read_image(under, "under.png")
+    assert decoded == [(6324, 6324)]
