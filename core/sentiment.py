@@ -84,6 +84,20 @@ def training_frames(limit: int | None) -> tuple[pd.DataFrame, pd.DataFrame, list
     return train_df, test_df, corrections, fingerprint
 
 
+HANDWRITTEN = Path(__file__).parent / "data" / "sentiment_handwritten.csv"
+
+
+def handwritten() -> pd.DataFrame:
+    """Our own hand-written sentences outside airlines (text, label, domain, kind), never trained on: the check that
+    the model holds on products, restaurants, software, services, hotels and banking (core/data/README.md)."""
+    return pd.read_csv(HANDWRITTEN)
+
+
+def evaluation_sets(limit: int | None = None) -> dict[str, pd.DataFrame]:
+    """Each domain's held-out texts (text, label), by name: the airline tweets' test split and the hand-written set."""
+    return {"airline tweets (test split)": training_frames(limit)[1], "hand-written, outside airlines": handwritten()}
+
+
 def _subsample(frame: pd.DataFrame, n: int | None) -> pd.DataFrame:
     if not n or n >= len(frame):
         return frame

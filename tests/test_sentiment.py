@@ -233,3 +233,16 @@ def test_with_no_stored_model_the_quick_model_answers_until_the_fine_tuned_one_i
         assert at.metric[0].value in sentiment.LABELS and "Ours" in str(at.dataframe[0].value.Model.tolist())
     finally:
         registry.unload(sentiment.SLOT)  # the other tests load the one in the shared test store
+
+
+# --- the hand-written sentences outside airlines (issue 18) -----------------------------------------------------
+
+def test_the_hand_written_set_loads_and_is_balanced_across_labels_and_domains():
+    frame = sentiment.handwritten()
+    assert len(frame) >= 80 and set(frame.label) == set(sentiment.LABELS)
+    counts = frame.label.value_counts()
+    assert counts.max() - counts.min() <= 2, counts.to_dict()
+    assert frame.domain.nunique() >= 6 and frame.groupby("domain").size().min() >= 12
+    assert {"negation", "sarcasm", "factual", "praise_with_problem", "mixed", "mild"} <= set(frame.kind)
+    assert not frame.text.duplicated().any() and frame.text.str.strip().ne("").all()
+    assert not frame.text.str.contains(sentiment.AIRLINES, case=False, regex=True).any()
