@@ -1,9 +1,11 @@
 """Sentiment scoring speed, ours (batched, length-sorted) next to a transformers pipeline called once
 per text with the same model, in the same run; then fp32 torch against the int8 ONNX Runtime copy
 (core/quantised.py) through the registry (median of --rounds), with both runtimes' held-out accuracy; then
-the held-out accuracy figures.
+the held-out accuracy figures; then accuracy per domain (each source's test split and our hand-written sentences
+outside airlines) for VADER, the quick TF-IDF model, fp32 torch and int8.
 
-Usage: python bench/sentiment.py [--texts 1000] [--rounds 3]   (trains the model first if the store has none)
+Usage: python bench/sentiment.py [--texts 1000] [--rounds 3] [--domains-only]
+       (trains the model first if the store has none)
 """
 import argparse
 import os
@@ -42,7 +44,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--texts", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--domains-only", action="store_true", help="only the accuracy per domain")
     args = parser.parse_args()
+    if args.domains_only:
+        return domains()
     frame, _ = sentiment.dataset()
     _, test = sentiment.split(frame)
     texts = test.text.tolist()[: args.texts]
@@ -121,6 +126,45 @@ def main() -> None:
     rows = [("ours", meta["metrics"])] + list(meta["baselines"].items())
     for name, m in rows:
         print(f"{name:<34}{m['accuracy']:>9.3f}{m['macro_f1']:>10.3f}")
+    domains()
+
+
+def domains() -> None:
+    """Accuracy per domain: VADER, the quick model, fp32 torch and int8 on each evaluation set; the hand-written
+    set also by kind of sentence (negation, sarcasm, ...) for the served model."""
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    analyser = SentimentIntensityAnalyzer()
+    limit = slot("torch").meta.get("limit")
+    sets = sentiment.evaluation_sets(limit)
+    labels = {"VADER": lambda texts: [sentiment.vader_label(analyser, t) for t in texts]}
+
+    def through(name: str):
+        return lambda texts: [sentiment.LABELS[i] for i in sentiment.predict(texts, name).argmax(1)]
+
+    registry.unload(sentiment.QUICK)
+    registry.get(sentiment.QUICK, progress=print)
+    labels["quick (TF-IDF + LR)"] = through(sentiment.QUICK)
+    predicted = {name: {d: fn(frame.text.tolist()) for d, frame in sets.items()} for name, fn in labels.items()}
+    for runtime in ("torch", "int8"):
+        slot(runtime)
+        predicted[f"ours, {runtime}"] = {d: through(sentiment.SLOT)(frame.text.tolist()) for d, frame in sets.items()}
+    print(f"\naccuracy per domain (model trained on {slot_meta()['n_train']:,} texts, {slot_meta()['data']})")
+    print(f"{'model':<22}" + "".join(f"{d[:30] + f' ({len(f):,})':>42}" for d, f in sets.items()))
+    for name, by_set in predicted.items():
+        cells = [sentiment.metrics(sets[d].label.tolist(), p) for d, p in by_set.items()]
+        print(f"{name:<22}" + "".join(f"{'acc ' + format(m['accuracy'], '.4f') + ' F1 ' + format(m['macro_f1'], '.3f'):>42}"
+                                      for m in cells))
+    hand = next(d for d in sets if d.startswith("hand-written"))
+    frame = sets[hand].assign(**{name: by_set[hand] for name, by_set in predicted.items()})
+    print(f"\n{hand}, accuracy by kind of sentence")
+    print(f"{'kind':<22}{'n':>4}" + "".join(f"{name:>22}" for name in predicted))
+    for kind, group in frame.groupby("kind"):
+        print(f"{kind:<22}{len(group):>4}" + "".join(f"{(group[name] == group.label).mean():>22.2f}" for name in predicted))
+
+
+def slot_meta() -> dict:
+    return registry.get("sentiment").meta
 
 
 if __name__ == "__main__":

