@@ -146,7 +146,7 @@ class Setting:
 SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("config", str(ROOT / "launchpad.toml"), str, "the settings file read after the environment", ""),
     Setting("store", str(ROOT / "model_store"), str, "the model store: joined, exported and trained models"),
-    Setting("db", str(ROOT / "data" / "launchpad.sqlite"), str, "the SQLite database (tickets, feedback, votes, runs)",
+    Setting("db", str(ROOT / "data" / "launchpad.sqlite"), str, "the store: a SQLite file, or a postgresql:// URL (tickets, feedback, votes, runs)",
             "app"),
     Setting("device", "auto", _device, "every slot's device: auto, cpu, mps, cuda, cuda:N"),
     Setting("memory_budget_mb", 4096.0, _positive, "resident weights above this evict the least recently used slot"),
