@@ -223,3 +223,15 @@ def test_the_store_says_where_its_rows_live(monkeypatch):
     monkeypatch.setenv("LAUNCHPAD_DB", "postgresql://sam:secret@db.example:5433/launchpad")
     assert store.engine() == "postgresql" and "secret" not in store.describe() and "launchpad" in store.describe()
     assert store.db_path().name == "launchpad"
+
+
+def test_the_same_text_corrected_at_once_by_many_sessions_is_one_row(db, monkeypatch):
+    """Resubmitting a correction must not multiply its weight in training, on either engine, even at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setenv("LAUNCHPAD_DB", db)
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(lambda label: store.add_correction("same text", "negative", label),
+                            ["positive", "neutral"] * 8))
+    rows = [r for r in store.corrections() if r["text"] == "same text"]
+    assert len(rows) == 1 and set(ids) == {rows[0]["id"]} and rows[0]["corrected"] in ("positive", "neutral")
