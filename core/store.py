@@ -425,6 +425,8 @@ def record_training_run(slot: str, params: dict, data_fingerprint: str, duration
     """Log one training run. `current`: the model this run trained is now the one the slot serves (the
     slot's other runs stop being current, in the same transaction)."""
     def body(conn):
+        if current and conn.dialect == "postgresql":  # else two runs at once both stay current (READ COMMITTED)
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(?))", ("training_runs:" + slot,))
         if current:
             conn.execute("UPDATE training_runs SET current = 0 WHERE slot = ?", (slot,))
         return conn.insert(

@@ -235,3 +235,13 @@ def test_the_same_text_corrected_at_once_by_many_sessions_is_one_row(db, monkeyp
                             ["positive", "neutral"] * 8))
     rows = [r for r in store.corrections() if r["text"] == "same text"]
     assert len(rows) == 1 and set(ids) == {rows[0]["id"]} and rows[0]["corrected"] in ("positive", "neutral")
+
+
+def test_training_runs_recorded_at_once_leave_exactly_one_current(db, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setenv("LAUNCHPAD_DB", db)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda n: store.record_training_run("race", {"n": n}, "fp", 1.0, {}), range(16)))
+    runs = store.training_runs("race")
+    assert len(runs) == 16 and sum(bool(r["current"]) for r in runs) == 1
