@@ -116,7 +116,8 @@ def test_chatbot_answers_with_sources_and_offers_a_hand_off(server, page):
     assert page.get_by_test_id("stChatMessage").count() == 4
     handoff = page.get_by_test_id("stChatMessage").nth(3).inner_text()
     assert "pass this to a person" in handoff and "2018" not in handoff, handoff  # no guess at the answer
-    assert page.get_by_label("Email (optional, for a reply)").count() == 1  # the hand-off form asks where to answer
+    # the hand-off form asks where to answer (the first answer may carry one too, when its sentences were not supported)
+    assert page.get_by_test_id("stChatMessage").nth(3).get_by_label("Email (optional, for a reply)").count() == 1
     shot(page, "chatbot")
 
 
