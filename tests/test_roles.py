@@ -233,6 +233,7 @@ def test_a_large_sentiment_batch_is_scored_in_queued_chunks(monkeypatch):
     """Rows per call (LAUNCHPAD_SENTIMENT_ROWS_PER_CALL): 10 pasted lines at 3 per call are 4 calls, one per run."""
     from core import sentiment
     monkeypatch.setenv("LAUNCHPAD_SENTIMENT_ROWS_PER_CALL", "3")
+    monkeypatch.setenv("LAUNCHPAD_RATE_LIMIT", "1000/60")  # a fresh limiter: earlier page tests spent this visitor's
     monkeypatch.setattr(sentiment, "serving_slot", lambda: sentiment.QUICK)  # the fine-tuned model is not needed
     sizes = []
     original = sentiment.score_table
