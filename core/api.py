@@ -17,13 +17,15 @@ server process would load every model twice and batch nothing with the UI.
     POST /api/v1/embeddings              OpenAI format (floats or base64)
     POST /api/v1/chat/completions        OpenAI format, streaming with server-sent events: Penny, the support bot
     GET  /api/v1/models                  OpenAI format: the model names the two routes above take
+    POST /api/v1/tickets                 a visitor hands a question to a person (the chatbot's hand-off form) -> id
     GET  /healthz  GET /readyz  GET /metrics
 
 Access: with sign-in configured (core.access) every /api/v1 call and /metrics need `Authorization: Bearer
 <key>`; keys are stored as SHA-256 hashes, named, in LAUNCHPAD_API_KEYS or `[api.keys]` of
 .streamlit/secrets.toml (`python -m core.api key NAME` makes one). With open access the API is open too.
 Each client (a key's name, or an address when open) gets the UI's rate limit (LAUNCHPAD_RATE_LIMIT).
-No route is for operators only (core.access roles): none loads or unloads models, shows tickets or retrains.
+No route is for operators only (core.access roles): none loads or unloads models, lists tickets or retrains;
+filing a ticket is a visitor's action (rate-limited like a model call), reading them is the Support desk page's.
 """
 from __future__ import annotations
 
@@ -58,7 +60,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
-from core import access, catalog, chat, config, embeddings, recommender, risk, sentiment, vision
+from core import access, catalog, chat, config, embeddings, recommender, risk, sentiment, store, vision
 from core.registry import READY, SlotError, SlotState, registry
 
 log = logging.getLogger("launchpad.api")
@@ -68,6 +70,7 @@ MAX_EMBED_INPUTS = 256
 MAX_IMAGES = 16
 MAX_APPLICANTS = 100  # reason codes are Shapley values, ~20 ms an applicant: more belong in the page's batch tab
 MAX_MESSAGES = 50
+TICKET_NAME_CHARS, TICKET_EMAIL_CHARS = 100, 200  # the hand-off form's fields (pages/chatbot.py)
 CHAT_MODELS = {"penny": "chat_lm", "penny-b": "chat_lm_b"}  # model name -> chat slot; both answer as the support bot
 EMBED_MODELS = ("all-MiniLM-L6-v2", embeddings.SLOT)
 
@@ -306,7 +309,7 @@ Limited = Annotated[Client, Depends(rate_limited)]
 
 # --- the request guard: body size and content type, before anything is parsed -----------------------
 
-JSON_ROUTES = ("/sentiment", "/credit-risk/score", "/recommendations", "/embeddings", "/chat/completions")
+JSON_ROUTES = ("/sentiment", "/credit-risk/score", "/recommendations", "/embeddings", "/chat/completions", "/tickets")
 MULTIPART_ROUTES = ("/images/classify",)
 KNOWN_PATHS = {*JSON_ROUTES, *MULTIPART_ROUTES, "/credit-risk/schema", "/recommendations/movies", "/models", "/docs",
                "/openapi.json"}
@@ -874,6 +877,46 @@ def models_route(client: Authed):
     rows.append({"id": EMBED_MODELS[0], "object": "model", "created": created, "owned_by": "launchpad",
                  "launchpad": {"slot": embeddings.SLOT, "state": str(slot_state(embeddings.SLOT).state)}})
     return {"object": "list", "data": rows}
+
+
+# tickets: the chatbot's hand-off form over HTTP (a visitor files one; operators read them on the Support desk) ------
+
+class TicketMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["user", "assistant"]
+    content: str = Field(..., max_length=chat.MAX_MESSAGE_CHARS * 4)  # an answer of 256 tokens fits
+
+
+class TicketRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    question: str = Field(..., description=f"what the visitor needs help with (at most {chat.MAX_MESSAGE_CHARS:,} "
+                          "characters, as a chat message)")
+    name: str = Field("", max_length=TICKET_NAME_CHARS, description="optional, as on the hand-off form")
+    email: str = Field("", max_length=TICKET_EMAIL_CHARS, description="optional, for a reply")
+    messages: list[TicketMessage] = Field([], max_length=MAX_MESSAGES,
+                                          description="the conversation so far (default: just the question)")
+
+
+@API.post("/tickets", status_code=201, summary="Hand a question to a person: a support ticket (the hand-off form)")
+def ticket_route(body: TicketRequest, client: Limited):
+    """The same checks as the chatbot's hand-off form (pages/chatbot.py): the question is a chat message
+    (core.chat.clean_message: control characters dropped; here over-long is refused, not cut), the email is
+    optional but must look like one. Stored as typed; the Support desk shows it as text (core.files.plain)."""
+    question, notice = chat.clean_message(body.question)
+    if notice:
+        raise ApiError(422, f"'question' is {len(body.question):,} characters: at most {chat.MAX_MESSAGE_CHARS:,}. "
+                       "Send a shorter question (the conversation goes in 'messages').", param="question")
+    if not question:
+        raise ApiError(422, "'question' is empty: say what you need help with.", param="question")
+    if body.email.strip() and not chat.valid_email(body.email):
+        raise ApiError(422, "'email' doesn't look like an email address: check it, or leave it out.", param="email")
+    # the visitor's messages as the chatbot takes them; Penny's answers (up to 256 tokens) as written
+    conversation = [{"role": m.role, "content": chat.clean_message(m.content)[0] if m.role == "user" else m.content}
+                    for m in body.messages]
+    if not conversation or conversation[-1] != {"role": "user", "content": question}:
+        conversation.append({"role": "user", "content": question})
+    ticket = store.create_ticket(question, conversation, body.name, body.email)
+    return {"id": ticket, "status": "open"}
 
 
 # --- health, readiness, metrics (outside /api/v1) -----------------------------------------------------------

@@ -212,6 +212,39 @@ def test_bad_requests_get_a_4xx_that_says_what_to_fix(server, http, photo):
         assert "Traceback" not in r.text
 
 
+def test_a_visitor_files_a_ticket_with_the_hand_off_forms_checks(server, http):
+    from core import store  # the server shares this test run's database (LAUNCHPAD_DB)
+
+    question = "API test \u0007where is my **refund**? <b>now</b>"
+    r = http.post("/api/v1/tickets", json={"question": question, "name": "Kim", "email": "kim@example.com",
+                                            "messages": [{"role": "user", "content": "hello"},
+                                                         {"role": "assistant", "content": "Hi! How can I help?"}]})
+    assert r.status_code == 201 and r.json()["status"] == "open", r.text
+    saved = next(t for t in store.tickets() if t["id"] == r.json()["id"])
+    assert saved["question"] == "API test where is my **refund**? <b>now</b>"  # control character dropped, else as typed
+    assert (saved["name"], saved["email"], saved["status"]) == ("Kim", "kim@example.com", "open")
+    assert [m["role"] for m in saved["conversation"]] == ["user", "assistant", "user"]
+    assert saved["conversation"][-1]["content"] == saved["question"]
+    before = len(store.tickets())
+    cases = [
+        ({}, 422, "'question' is required"),
+        ({"question": "   \u0000 "}, 422, "'question' is empty"),
+        ({"question": "x" * 1001}, 422, "at most 1,000"),
+        ({"question": "help", "email": "not-an-address"}, 422, "email"),
+        ({"question": "help", "name": "n" * 101}, 422, "'name'"),
+        ({"question": "help", "messages": [{"role": "system", "content": "x"}]}, 422, "messages.0.role"),
+        ({"question": "help", "status": "closed"}, 422, "'status' is not a field"),
+    ]
+    for body, status, hint in cases:
+        r = http.post("/api/v1/tickets", json=body)
+        assert r.status_code == status and hint in r.json()["error"]["message"], (body, r.status_code, r.text)
+    r = http.post("/api/v1/tickets", content=b"question=help", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 415, r.text
+    assert httpx.post(server + "/api/v1/tickets", json={"question": "no key"}).status_code == 401
+    assert http.get("/api/v1/tickets").status_code == 405  # no route lists tickets: that is the Support desk's
+    assert len(store.tickets()) == before  # none of those was stored
+
+
 def test_the_rate_limit_answers_429_with_retry_after(server):
     headers = {"Authorization": f"Bearer {BURST_KEY}"}
     with httpx.Client(base_url=server, headers=headers, timeout=60) as client:
@@ -220,6 +253,10 @@ def test_the_rate_limit_answers_429_with_retry_after(server):
         r = client.post("/api/v1/embeddings", json={"input": "hi"})
     assert r.status_code == 429 and 0 < int(r.headers["Retry-After"]) <= 60
     assert "Try again in" in r.json()["error"]["message"]
+    from core import store
+    before = len(store.tickets())
+    r = httpx.post(server + "/api/v1/tickets", json={"question": "spam"}, headers=headers)
+    assert r.status_code == 429 and len(store.tickets()) == before  # filing tickets spends the same budget
     ok = httpx.post(server + "/api/v1/embeddings", json={"input": "hi"}, headers={"Authorization": f"Bearer {KEY}"})
     assert ok.status_code == 200  # another client's limit is its own
 

@@ -86,7 +86,7 @@ def test_every_slot_is_declared_by_the_module_the_catalog_names():
 
 
 def test_tests_mirror_the_modules_they_test():
-    modules = {p.stem for p in (ROOT / "core").glob("*.py")} | {"pages", "browser", "layout", "roles", "hostile"}
+    modules = {p.stem for p in (ROOT / "core").glob("*.py")} | {"pages", "browser", "layout", "roles", "hostile", "scaleout"}
     for path in (ROOT / "tests").glob("test_*.py"):
         assert path.stem.removeprefix("test_") in modules, f"{path.name} tests no module of that name"
 
