@@ -1,4 +1,5 @@
-"""Start the real app (`streamlit run app.py`) on a free loopback port: for the browser and API tests and bench/api.py."""
+"""Start the real app (`streamlit run app.py`) on a free loopback port: for the browser and API tests and bench/api.py;
+and nginx with deploy/nginx.conf in front of replicas (tests/test_scaleout.py, bench/scaleout.py)."""
 import os
 import socket
 import subprocess
@@ -58,3 +59,52 @@ def streamlit_server(log_path: Path, wait_s: float = 120, **env: str):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+NGINX = "/usr/sbin/nginx"
+
+
+def nginx_config(listen: int, upstreams: list[str], folder: Path) -> str:
+    """deploy/nginx.conf with only its upstream `server` lines, `listen` port, pid file and temp folders replaced."""
+    import re
+
+    text = (ROOT / "deploy" / "nginx.conf").read_text()
+    servers = "".join(f"        server {u} max_fails=1 fail_timeout=10s;\n" for u in upstreams)
+    text, n = re.subn(r"(        server app\d:8501 max_fails=1 fail_timeout=10s;\n)+", servers, text)
+    if n != 1 or "listen 80;" not in text:
+        raise ValueError("deploy/nginx.conf's upstream block or listen line changed shape: update tests/servers.py")
+    return text.replace("listen 80;", f"listen 127.0.0.1:{listen};").replace("/tmp/launchpad-nginx", f"{folder}/ng")
+
+
+@contextmanager
+def nginx_server(upstreams: list[str], folder: Path):
+    """nginx with deploy/nginx.conf in front of `upstreams` ("127.0.0.1:PORT"), on a free loopback port: yields
+    its base URL once it answers; stopped (and waited for) when the block ends. Its error log is folder/error.log."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    folder.mkdir(parents=True, exist_ok=True)
+    conf = folder / "nginx.conf"
+    conf.write_text(nginx_config(port, upstreams, folder))
+    command = [NGINX, "-c", str(conf), "-e", str(folder / "error.log")]
+    subprocess.run(command + ["-t"], check=True, capture_output=True)
+    proc = subprocess.Popen(command + ["-g", "daemon off;"])
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise ServerDidNotStart("nginx did not start:\n" + (folder / "error.log").read_text()) from None
+                time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
