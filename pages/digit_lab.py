@@ -101,8 +101,8 @@ c3.metric("Held out", f"{len(test_idx):,}")
 c4.metric("From visitors", f"{len(feedback):,}", help="Drawings visitors corrected below; the next training "
           "run learns from them.")
 left, right = st.columns([1, 1])
-left.image(mosaic(images[train_idx], labels[train_idx]), caption="Twelve training examples of each digit, "
-           "28x28 pixels each", width=420, clamp=True)
+left.image(enlarge(mosaic(images[train_idx], labels[train_idx]), 2), caption="Twelve training examples of each digit, "
+           "28x28 pixels each", clamp=True)  # 720 px, shown at most as wide as its column (a fixed width overflowed a phone)
 balance = pd.DataFrame({"Digit": [str(d) for d in range(10)] * 2,
                         "Digits": digits.class_counts(labels[train_idx]) + digits.class_counts(labels[test_idx]),
                         "Set": ["training"] * 10 + ["held out"] * 10})
