@@ -188,7 +188,7 @@ with right:
     if not worst:
         st.caption("None: every held-out digit was read correctly.")
     for start in range(0, min(len(worst), 8), 4):
-        for col, w in zip(st.columns(4), worst[start:start + 4]):
+        for col, w in zip(st.columns(4, wrap=False), worst[start:start + 4]):  # rows of four on a phone too
             col.image(enlarge(images[w["index"]], 3), width=84,
                       caption=f"{w['label']} read as {w['predicted']} ({w['confidence']:.0%})")
 

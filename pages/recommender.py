@@ -16,6 +16,9 @@ from pages.common import (
 app_shell()
 SAMPLE, OWN = "Sample: MovieLens, 100,004 ratings", "Your own interactions (CSV)"
 ALL_GENRES = "All genres"
+PLAIN_METHODS = {  # what each model does, for the visitor; the engineers' names are in the radio's help
+    recommender.Method.ITEM_ITEM: "Movies rated together", recommender.Method.BPR: "Learned taste",
+    recommender.Method.CONTENT: "Similar titles and genres", recommender.Method.POPULARITY: "Most popular"}
 COLUMNS = {"title": st.column_config.TextColumn("Title", width="large"),
            "genres": st.column_config.TextColumn("Genres"),
            "ratings": st.column_config.NumberColumn("Ratings", help="Ratings in the training data"),
@@ -107,8 +110,9 @@ model = sample_or_own_model("recommender", (SAMPLE, OWN), "rec_data", train_own,
                             "Upload interactions (and, if you have it, item metadata), then train.")
 
 left, right = st.columns([3, 1])
-which = left.radio("Model", list(recommender.METHODS), format_func=recommender.METHODS.get, horizontal=True,
-                   key="rec_model")
+which = left.radio("Recommend by", list(recommender.METHODS), format_func=PLAIN_METHODS.get, horizontal=True,
+                   key="rec_model", help="  \n".join(f"**{PLAIN_METHODS[m]}**: {name}" for m, name in
+                                                    recommender.METHODS.items()))
 genre = right.selectbox("Genre", [ALL_GENRES] + model.genres, key="rec_genre")
 genre = None if genre == ALL_GENRES else genre
 
