@@ -72,19 +72,19 @@ for s in stats:
         left.markdown(f"**{s.title}** · {s.model} · `{s.slot}` · {s.task} · _{s.state}_"
                       + (f" · loaded {s.loads}× in this process" if s.loads else ""))
         left.caption(f"{s.provenance}  \nSource: `{s.source}`  \nLicence: {s.licence}")
-        load, warm, unload = right.columns(3, wrap=False)  # one row of buttons on a phone too
+        load = warm = unload = right.container(horizontal=True)  # one row, wrapping only when it must (a phone)
         try:
-            if load.button("Load", key=f"load-{s.slot}", width="stretch"):
+            if load.button("Load", key=f"load-{s.slot}"):
                 registry.prepare(s.slot, retry=True)  # loads apart from this run: leaving the page does not stop it
                 with st.spinner(f"Loading {s.title}…"):
                     while not registry.wait(s.slot, timeout=0.5):
                         pass
                 st.rerun()
-            if warm.button("Warm up", key=f"warm-{s.slot}", width="stretch"):
+            if warm.button("Warm up", key=f"warm-{s.slot}"):
                 with st.spinner(f"Warming up {s.title}…"):
                     seconds = registry.warmup(s.slot)
                 st.toast(f"{s.title} warmed up: one inference took {seconds * 1000:.0f} ms")
-            if unload.button("Unload", key=f"unload-{s.slot}", width="stretch", disabled=s.state != READY):
+            if unload.button("Unload", key=f"unload-{s.slot}", disabled=s.state != READY):
                 registry.unload(s.slot)
                 st.rerun()
         except SlotError as exc:

@@ -19,7 +19,7 @@ ALL_GENRES = "All genres"
 PLAIN_METHODS = {  # what each model does, for the visitor; the engineers' names are in the radio's help
     recommender.Method.ITEM_ITEM: "Movies rated together", recommender.Method.BPR: "Learned taste",
     recommender.Method.CONTENT: "Similar titles and genres", recommender.Method.POPULARITY: "Most popular"}
-COLUMNS = {"title": st.column_config.TextColumn("Title", width="large"),
+COLUMNS = {"title": st.column_config.TextColumn("Title", width="medium"),
            "genres": st.column_config.TextColumn("Genres"),
            "ratings": st.column_config.NumberColumn("Ratings", help="Ratings in the training data"),
            "because you liked": st.column_config.TextColumn("Because you liked"),
@@ -78,7 +78,10 @@ def show(table: pd.DataFrame, key: str) -> None:
         return
     table = table.copy()
     table.insert(0, "#", range(1, len(table) + 1))
-    st.dataframe(table, hide_index=True, column_config=COLUMNS, key=key)
+    first = ["#", "title", "because you liked"]  # the reason next to the title: on a phone the grid shows ~2 columns
+    order = [c for c in first if c in table.columns] + [c for c in table.columns
+                                                        if c not in first and COLUMNS.get(c, True) is not None]
+    st.dataframe(table, hide_index=True, column_config=COLUMNS, column_order=order, key=key)
 
 
 def evaluation(model: recommender.Recommender) -> None:
