@@ -19,7 +19,8 @@ ALL_GENRES = "All genres"
 PLAIN_METHODS = {  # what each model does, for the visitor; the engineers' names are in the radio's help
     recommender.Method.ITEM_ITEM: "Movies rated together", recommender.Method.BPR: "Learned taste",
     recommender.Method.CONTENT: "Similar titles and genres", recommender.Method.POPULARITY: "Most popular"}
-COLUMNS = {"title": st.column_config.TextColumn("Title", width="medium"),
+COLUMNS = {"#": st.column_config.NumberColumn("#", width=40),
+           "title": st.column_config.TextColumn("Title", width=280),  # most titles whole; on a phone the reason shows too
            "genres": st.column_config.TextColumn("Genres"),
            "ratings": st.column_config.NumberColumn("Ratings", help="Ratings in the training data"),
            "because you liked": st.column_config.TextColumn("Because you liked"),
