@@ -37,7 +37,7 @@ with st.form("brief"):
 
 
 def cards(texts: list[str], done: list[bool] | None = None, key: str = "") -> None:
-    """Variants as cards, three to a row; finished ones get a word count, a copy box and a download."""
+    """Variants as cards, three to a row; finished ones get a word count, a copy box (folded) and a download."""
     for start in range(0, len(texts), 3):
         for offset, column in enumerate(st.columns(3)):
             i = start + offset
@@ -49,7 +49,8 @@ def cards(texts: list[str], done: list[bool] | None = None, key: str = "") -> No
                     continue
                 st.markdown(f"**Variant {i + 1}** · {len(texts[i].split())} words  \n"
                             + (plain(texts[i]) or "_(the model wrote nothing: try again or raise the temperature)_"))
-                st.code(texts[i], language=None, wrap_lines=True)  # its corner has a copy button
+                with st.expander("Copy text", icon=":material/content_copy:"):  # not the same text twice on the card
+                    st.code(texts[i], language=None, wrap_lines=True)  # its corner has a copy button
                 st.download_button("Download", texts[i], f"copy-variant-{key}{i + 1}.txt", "text/plain",
                                    key=f"download-{key}{i}", on_click="ignore", icon=":material/download:")
 

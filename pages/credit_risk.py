@@ -8,6 +8,8 @@ from core import files, risk
 from pages.common import allow_heavy_call, api_help, app_shell, model_credits, read_uploaded_csv, sample_or_own_model
 
 app_shell()
+# a legend inside the plot: below it, a legend of long names crowded the x-axis title on a phone (390 px)
+INSIDE_BOTTOM_RIGHT = dict(x=0.98, xanchor="right", y=0.02, yanchor="bottom", bgcolor="rgba(255,255,255,0.8)")
 BAND_COLOURS = {"approve": "#2E9E5B", "review": "#E0A030", "decline": "#D9534F", "not scored": "#8C8C8C"}
 SAMPLE, OWN = "Sample: 4,454 real loan applications", "Your own data (CSV)"
 
@@ -41,9 +43,17 @@ def train_own() -> None:
             st.error(files.plain(exc), icon=":material/error:")
 
 
+METRIC_HELP = {
+    "AUC": "How often a defaulter gets a higher risk than a good payer: 0.5 is chance, 1 is perfect.",
+    "Gini": "2 × AUC − 1: the banking industry's usual way of writing the same ranking power (0 chance, 1 perfect).",
+    "KS": "The largest gap between the score distributions of good and bad applicants (0 none, 1 complete).",
+    "Brier": "Mean squared error of the predicted probabilities: lower is better; it rewards honest probabilities.",
+}
+
+
 def metrics_table(model: risk.RiskModel) -> pd.DataFrame:
     names = {**risk.METHODS, "gbm_uncalibrated": "Gradient boosting, before calibration"}
-    return pd.DataFrame([{"model": names[k], **model.metrics[k]} for k in names]).set_index("model")
+    return pd.DataFrame([{"Model": names[k], **model.metrics[k]} for k in names]).set_index("Model")
 
 
 def roc_chart(test: pd.DataFrame) -> go.Figure:
@@ -54,7 +64,7 @@ def roc_chart(test: pd.DataFrame) -> go.Figure:
     fig.add_scatter(x=[0, 1], y=[0, 1], name="chance", mode="lines", line=dict(dash="dot", color="grey"))
     fig.update_layout(title="ROC", xaxis_title="False-positive rate (good applicants flagged)",
                       yaxis_title="True-positive rate (bad applicants caught)", height=380,
-                      legend=dict(orientation="h", y=-0.25))
+                      legend=INSIDE_BOTTOM_RIGHT)  # the empty corner under the curves
     return fig
 
 
@@ -66,7 +76,8 @@ def calibration_chart(test: pd.DataFrame) -> go.Figure:
     fig.add_scatter(x=[0, 1], y=[0, 1], name="perfect", mode="lines", line=dict(dash="dot", color="grey"))
     fig.update_layout(title="Calibration (tenths of held-out applicants)",
                       xaxis_title="Predicted probability of default",
-                      yaxis_title="Observed default rate", height=380, legend=dict(orientation="h", y=-0.25))
+                      yaxis_title="Observed default rate", height=380,
+                      legend=dict(INSIDE_BOTTOM_RIGHT, x=0.02, xanchor="left", y=0.98, yanchor="top"))  # top left: empty
     return fig
 
 
@@ -75,9 +86,10 @@ def score_histogram(test: pd.DataFrame, method: risk.Method, limits: tuple[float
                           "outcome": np.where(test.bad == 1, "bad", "good")})
     fig = px.histogram(frame, x="score", color="outcome", barmode="overlay", nbins=40, opacity=0.7,
                        color_discrete_map={"good": "#2E9E5B", "bad": "#D9534F"})
-    for x, name in zip(limits, ("decline below", "approve at")):
-        fig.add_vline(x=x, line_dash="dash", annotation_text=name)
-    fig.update_layout(title="Score distribution", xaxis_title="Score (points)", yaxis_title="Applicants", height=380)
+    for x, name, side in zip(limits, ("decline below", "approve at"), ("top left", "top right")):
+        fig.add_vline(x=x, line_dash="dash", annotation_text=name, annotation_position=side)  # apart, never on top
+    fig.update_layout(title="Score distribution", xaxis_title="Score (points)", yaxis_title="Applicants", height=380,
+                      legend=dict(title="Outcome", orientation="h", x=1, xanchor="right", y=1.02, yanchor="bottom"))
     return fig
 
 
@@ -248,11 +260,16 @@ right.caption(f"Decline below {limits[0]} (probability of default above {risk.pd
 tabs = st.tabs(["Performance", "One applicant", "Policy", "Batch scoring", "Fairness", "Scorecard"])
 with tabs[0]:
     meta = model.meta
-    st.caption(f"Trained on {meta['train_rows']:,} applicants, evaluated on {meta['test_rows']:,} held out "
-               f"(stratified 75/25 split, seed 0); {meta['bad_rate']:.0%} went bad. Training took "
-               f"{meta['train_seconds']:.1f} s.")
-    st.dataframe(metrics_table(model), column_config={k: st.column_config.NumberColumn(format="%.3f")
-                                                      for k in ("AUC", "Gini", "KS", "Brier")})
+    st.caption(f"Trained on {meta['train_rows']:,} applicants and tested on {meta['test_rows']:,} it never saw; "
+               f"{meta['bad_rate']:.0%} went bad. Training took {meta['train_seconds']:.1f} s.",
+               help="A stratified 75/25 split (seed 0): the held-out quarter has the same share of bad loans.")
+    auc = model.metrics[str(method)]["AUC"]
+    if auc == auc:  # NaN when the held-out part has one outcome only
+        st.markdown(f"**In plain words:** shown one applicant who later defaulted and one who repaid, the "
+                    f"{risk.METHODS[method].lower()} model gives the defaulter the higher risk {auc:.0%} of the "
+                    "time (a coin toss would manage 50%).")
+    st.dataframe(metrics_table(model), column_config={k: st.column_config.NumberColumn(format="%.3f", help=h)
+                                                      for k, h in METRIC_HELP.items()})
     cal = model.metrics["calibration"]
     st.caption(f"Calibration (Platt scaling, 5-fold) changed the gradient-boosting Brier score by "
                f"{cal['brier_change']:+.4f} (bootstrap standard error {cal['brier_change_se']:.4f}); lower is better.")

@@ -101,8 +101,8 @@ c3.metric("Held out", f"{len(test_idx):,}")
 c4.metric("From visitors", f"{len(feedback):,}", help="Drawings visitors corrected below; the next training "
           "run learns from them.")
 left, right = st.columns([1, 1])
-left.image(mosaic(images[train_idx], labels[train_idx]), caption="Twelve training examples of each digit, "
-           "28x28 pixels each", width=420, clamp=True)
+left.image(enlarge(mosaic(images[train_idx], labels[train_idx]), 2), caption="Twelve training examples of each digit, "
+           "28x28 pixels each", clamp=True)  # 720 px, shown at most as wide as its column (a fixed width overflowed a phone)
 balance = pd.DataFrame({"Digit": [str(d) for d in range(10)] * 2,
                         "Digits": digits.class_counts(labels[train_idx]) + digits.class_counts(labels[test_idx]),
                         "Set": ["training"] * 10 + ["held out"] * 10})
@@ -187,9 +187,9 @@ with right:
     worst = meta.get("worst", [])
     if not worst:
         st.caption("None: every held-out digit was read correctly.")
-    for start in range(0, min(len(worst), 8), 4):
-        for col, w in zip(st.columns(4), worst[start:start + 4]):
-            col.image(enlarge(images[w["index"]], 3), width=84,
+    gallery = st.container(horizontal=True)  # as many to a row as fit: four here, three or four on a phone
+    for w in worst[:8]:
+        gallery.image(enlarge(images[w["index"]], 3), width=84,
                       caption=f"{w['label']} read as {w['predicted']} ({w['confidence']:.0%})")
 
 # --- 4. optimise ------------------------------------------------------------------------------------
@@ -242,10 +242,15 @@ def canvas_picture():
         st.info("The drawing canvas is not installed (`pip install streamlit-drawable-canvas`): upload a photo "
                 "instead.", icon=":material/info:")
         return None
-    st.caption("Draw one digit, large, in the middle. Use the canvas's toolbar to undo or clear.")
+    st.caption("Draw one digit, large, in the middle. Point at the canvas for its toolbar (undo, redo), or "
+               "press **Clear** below it.")
+    state = st.session_state
     result = st_canvas(stroke_width=24, stroke_color="#000000", background_color="#FFFFFF", height=280, width=280,
                        drawing_mode="freedraw", return_image_data=True,
-                       key="digits_canvas")
+                       key=f"digits_canvas-{state.get('digits_canvas_round', 0)}")
+    # the canvas's toolbar shows on hover only, which a phone has not: a new key gives a fresh, empty canvas
+    st.button("Clear", icon=":material/ink_eraser:", key="digits_clear",
+              on_click=lambda: state.update(digits_canvas_round=state.get("digits_canvas_round", 0) + 1))
     data = result.image_data
     if data is None or not len(result.json_data.get("objects", []) if result.json_data else []):
         return None

@@ -89,8 +89,9 @@ with recognise:
         st.info("Choose sample photos, upload images, or take a photo to classify.")
 
 with teach:
-    st.markdown("Name each class and give it a few example images (2 or more). A classifier over the network's "
-                "features is fitted in seconds; leave-one-out accuracy shows how well it will generalise.")
+    st.markdown("Name each class and give it a few example images (2 or more). It learns them in seconds, and "
+                "tells you how often it gets an example right that it was not shown, so you know whether to add more.",
+                help="A classifier fitted on the network's features; the figure is leave-one-out accuracy.")
     count = st.number_input("Number of classes", min_value=2, max_value=6, value=2, key="n_classes")
     examples: dict[str, list] = {}
     columns = st.columns(int(count))

@@ -1,6 +1,6 @@
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
-from plotly.subplots import make_subplots
 
 from core import catalog, files, quantised
 from core.registry import FAILED, LOADING, NOT_LOADED, READY, SlotError, registry
@@ -72,19 +72,19 @@ for s in stats:
         left.markdown(f"**{s.title}** · {s.model} · `{s.slot}` · {s.task} · _{s.state}_"
                       + (f" · loaded {s.loads}× in this process" if s.loads else ""))
         left.caption(f"{s.provenance}  \nSource: `{s.source}`  \nLicence: {s.licence}")
-        load, warm, unload = right.columns(3)
+        load = warm = unload = right.container(horizontal=True)  # one row, wrapping only when it must (a phone)
         try:
-            if load.button("Load", key=f"load-{s.slot}", width="stretch"):
+            if load.button("Load", key=f"load-{s.slot}"):
                 registry.prepare(s.slot, retry=True)  # loads apart from this run: leaving the page does not stop it
                 with st.spinner(f"Loading {s.title}…"):
                     while not registry.wait(s.slot, timeout=0.5):
                         pass
                 st.rerun()
-            if warm.button("Warm up", key=f"warm-{s.slot}", width="stretch"):
+            if warm.button("Warm up", key=f"warm-{s.slot}"):
                 with st.spinner(f"Warming up {s.title}…"):
                     seconds = registry.warmup(s.slot)
                 st.toast(f"{s.title} warmed up: one inference took {seconds * 1000:.0f} ms")
-            if unload.button("Unload", key=f"unload-{s.slot}", width="stretch", disabled=s.state != READY):
+            if unload.button("Unload", key=f"unload-{s.slot}", disabled=s.state != READY):
                 registry.unload(s.slot)
                 st.rerun()
         except SlotError as exc:
@@ -94,15 +94,15 @@ for s in stats:
 
 loaded = [s for s in stats if s.load_seconds is not None]
 if loaded:
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Last load time", "Resident memory"))
     names = [s.slot for s in loaded]
-    fig.add_bar(x=names, y=[s.load_seconds for s in loaded], name="load (s)", row=1, col=1)
-    fig.add_bar(x=names, y=[s.bytes / 2**20 for s in loaded], name="memory (MB)", row=1, col=2)
-    fig.update_xaxes(title_text="Model slot")
-    fig.update_yaxes(title_text="Seconds", row=1, col=1)
-    fig.update_yaxes(title_text="MB (weights and buffers)", row=1, col=2)
-    fig.update_layout(showlegend=False, height=360, margin=dict(t=40, b=10))
-    st.plotly_chart(fig, width="stretch")
+    # two charts in columns, not two subplots of one figure: on a phone the columns stack, while subplots
+    # squeezed side by side put one chart's axis title over the other's bars
+    for col, (title, values, axis) in zip(st.columns(2), (
+            ("Last load time", [s.load_seconds for s in loaded], "Seconds"),
+            ("Resident memory", [s.bytes / 2**20 for s in loaded], "MB (weights and buffers)"))):
+        fig = go.Figure(go.Bar(x=names, y=values))
+        fig.update_layout(title=title, xaxis_title="Model slot", yaxis_title=axis, height=360, margin=dict(t=40, b=10))
+        col.plotly_chart(fig, width="stretch", key=f"models_{title.split()[-1].lower()}")
 else:
     st.info("No model has been loaded in this process yet. Open a demo, or press **Load** above.")
 
@@ -125,20 +125,24 @@ else:
                                                                    "One text p50 (ms)", "Throughput (texts/s)")}
         | {c: st.column_config.NumberColumn(format="%.3f") for c in ("Quality", "Macro-F1")})
     gains = quantised.gains(rows)
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.62, 0.38],
-                        subplot_titles=("int8 against fp32 (higher is better)", "Quality on held-out data"))
+    below = dict(orientation="h", x=0, yref="container", y=0, yanchor="bottom")  # at the figure's foot: clears the axis
+    gain_col, quality_col = st.columns([3, 2])  # separate charts: they stack on a phone (see the load chart)
+    fig = go.Figure()
     for slot, g in gains.items():
-        fig.add_bar(x=list(g), y=list(g.values()), name=registry.spec(slot).title, row=1, col=1,
-                    text=[f"{v:.1f}x" for v in g.values()], textposition="outside", legendgroup=slot)
+        fig.add_bar(x=list(g), y=list(g.values()), name=registry.spec(slot).title,
+                    text=[f"{v:.1f}x" for v in g.values()], textposition="outside")
+    fig.update_layout(title="int8 against fp32 (higher is better)", xaxis_title="Measure",
+                      yaxis_title="int8 / fp32 (x)", barmode="group", height=460, margin=dict(t=40, b=10),
+                      legend=below)
+    gain_col.plotly_chart(fig, width="stretch", key="int8_chart")
+    fig = go.Figure()
     for variant in ("fp32", "int8"):
         part = optimised[optimised.variant == variant]
-        fig.add_bar(x=part.slot, y=part.quality, name=f"{variant} quality", row=1, col=2,
+        fig.add_bar(x=part.slot, y=part.quality, name=f"{variant} quality",
                     text=[f"{v:.3f}" for v in part.quality], textposition="outside")
-    fig.update_xaxes(title_text="Measure", row=1, col=1)
-    fig.update_xaxes(title_text="Model slot", row=1, col=2)
-    fig.update_yaxes(title_text="int8 / fp32 (x)", row=1, col=1)
-    fig.update_yaxes(title_text="Top-1 (embedder) / accuracy (sentiment)", range=[0, 1.1], row=1, col=2)
-    fig.update_layout(barmode="group", height=420, margin=dict(t=40, b=10))
-    st.plotly_chart(fig, width="stretch", key="int8_chart")
+    fig.update_layout(title="Quality on held-out data", xaxis_title="Model slot",
+                      yaxis=dict(title="Top-1 (embedder) / accuracy (sentiment)", range=[0, 1.1]), barmode="group",
+                      height=460, margin=dict(t=40, b=10), legend=below)
+    quality_col.plotly_chart(fig, width="stretch", key="int8_quality_chart")
     with st.expander("How the int8 copies are made and measured"):
         st.markdown(quantised.details_markdown())

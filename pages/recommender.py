@@ -16,7 +16,11 @@ from pages.common import (
 app_shell()
 SAMPLE, OWN = "Sample: MovieLens, 100,004 ratings", "Your own interactions (CSV)"
 ALL_GENRES = "All genres"
-COLUMNS = {"title": st.column_config.TextColumn("Title", width="large"),
+PLAIN_METHODS = {  # what each model does, for the visitor; the engineers' names are in the radio's help
+    recommender.Method.ITEM_ITEM: "Movies rated together", recommender.Method.BPR: "Learned taste",
+    recommender.Method.CONTENT: "Similar titles and genres", recommender.Method.POPULARITY: "Most popular"}
+COLUMNS = {"#": st.column_config.NumberColumn("#", width=40),
+           "title": st.column_config.TextColumn("Title", width=280),  # most titles whole; on a phone the reason shows too
            "genres": st.column_config.TextColumn("Genres"),
            "ratings": st.column_config.NumberColumn("Ratings", help="Ratings in the training data"),
            "because you liked": st.column_config.TextColumn("Because you liked"),
@@ -75,7 +79,10 @@ def show(table: pd.DataFrame, key: str) -> None:
         return
     table = table.copy()
     table.insert(0, "#", range(1, len(table) + 1))
-    st.dataframe(table, hide_index=True, column_config=COLUMNS, key=key)
+    first = ["#", "title", "because you liked"]  # the reason next to the title: on a phone the grid shows ~2 columns
+    order = [c for c in first if c in table.columns] + [c for c in table.columns
+                                                        if c not in first and COLUMNS.get(c, True) is not None]
+    st.dataframe(table, hide_index=True, column_config=COLUMNS, column_order=order, key=key)
 
 
 def evaluation(model: recommender.Recommender) -> None:
@@ -107,8 +114,9 @@ model = sample_or_own_model("recommender", (SAMPLE, OWN), "rec_data", train_own,
                             "Upload interactions (and, if you have it, item metadata), then train.")
 
 left, right = st.columns([3, 1])
-which = left.radio("Model", list(recommender.METHODS), format_func=recommender.METHODS.get, horizontal=True,
-                   key="rec_model")
+which = left.radio("Recommend by", list(recommender.METHODS), format_func=PLAIN_METHODS.get, horizontal=True,
+                   key="rec_model", help="  \n".join(f"**{PLAIN_METHODS[m]}**: {name}" for m, name in
+                                                    recommender.METHODS.items()))
 genre = right.selectbox("Genre", [ALL_GENRES] + model.genres, key="rec_genre")
 genre = None if genre == ALL_GENRES else genre
 

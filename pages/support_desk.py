@@ -12,6 +12,16 @@ operations_gate()  # operators only (core.access)
 st.caption("Tickets the chatbot handed over to a person, and what customers thought of its answers.",
            help=f"Kept in the app's database: SQLite file `{store.db_path().name}` (LAUNCHPAD_DB).")
 
+
+
+def when(stamp: str) -> str:
+    """A stored ISO time as people write it: 4 Dec 2026, 00:42 UTC (the stamp itself if it is not one)."""
+    try:
+        return pd.Timestamp(stamp).tz_convert("UTC").strftime("%-d %b %Y, %H:%M UTC")
+    except (ValueError, TypeError):
+        return str(stamp)
+
+
 tickets, feedback, votes = st.tabs(["Tickets", "Answer feedback", "Model votes"])
 
 with tickets:
@@ -22,9 +32,10 @@ with tickets:
     for t in rows:
         # everything in a ticket is visitor text (or a model's answer to it): files.plain shows it literally,
         # with no links, images or formatting; the email goes in a code box, copyable without hidden characters
+        question = t["question"] if len(t["question"]) <= 80 else t["question"][:79].rstrip() + "…"  # cut, and says so
         with st.expander(f"#{t['id']} · {t['status']} · {files.plain(t['intent'] or 'other')} · "
-                         f"{files.plain(t['question'][:80])}"):
-            st.caption(f"Created {t['created']} · {files.plain(t['name'] or 'anonymous')}"
+                         f"{files.plain(question)}"):
+            st.caption(f"Created {when(t['created'])} · {files.plain(t['name'] or 'anonymous')}"
                        + ("" if t["email"] else " · no email"))
             if t["email"]:
                 st.code(t["email"], language=None)

@@ -79,7 +79,8 @@ if metric_names:
     pad = max(abs(high - low) * 0.15, abs(high) * 0.01, 1e-3)
     fig.update_yaxes(range=[low - pad, high + pad])
     fig.update_xaxes(tickformat="d", dtick=1 if series.Run.nunique() <= 20 else None)
-    fig.update_layout(height=360, margin=dict(t=10, b=10))
+    fig.update_layout(height=360, margin=dict(t=10, b=10),  # legend below: beside the plot it took a third of a phone
+                      legend=dict(orientation="h", x=0, yref="container", y=0, yanchor="bottom"))
     b.plotly_chart(fig, width="stretch", key="runs_metric_chart")
 else:
     st.caption("No numeric metrics recorded.")

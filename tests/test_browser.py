@@ -325,6 +325,51 @@ def test_recommender_folds_in_a_new_visitor(server, page):
     shot(page, "recommender")
 
 
+# Every page at a phone's width, and the text that says its first screen has been drawn. After the tests above, so
+# their models are loaded (credit risk, recommender); the Digit lab's data section comes before its first training.
+PHONE = {"width": 390, "height": 844}
+PHONE_PAGES = {"": "Working prototypes", "chatbot": "Knowledge base:", "copy_studio": "Product description",
+               "sentiment": "Analyse a text", "image_classifier": "confident",
+               "credit_risk": "Calibration (tenths of held-out applicants)", "recommender": "Pick a few movies you like",
+               "digit_lab": "Twelve training examples of each digit", "models": "Memory the models use",
+               "support_desk": "Answer feedback", "training_runs": "Every run of the models we train here"}
+# Streamlit's main area (.stMain) is the element that scrolls, so a page that is too wide scrolls there, not in the
+# document; both are measured. An element sticking out of a scroll box of its own (a wide table) does not count.
+SIDEWAYS = """() => {
+  const main = document.querySelector('.stMain'), limit = window.innerWidth + 1, out = [];
+  for (const el of main ? main.querySelectorAll('*') : []) {
+    if (el.getBoundingClientRect().right <= limit) continue;
+    let box = el.parentElement;
+    while (box && box !== main && !['auto', 'scroll', 'hidden', 'clip'].includes(getComputedStyle(box).overflowX)) box = box.parentElement;
+    if (box === main) out.push((el.getAttribute('data-testid') || el.tagName) + ' to ' + Math.round(el.getBoundingClientRect().right) + ' px');
+  }
+  return {document: document.documentElement.scrollWidth, main: main ? main.scrollWidth : null,
+          window: window.innerWidth, sticking_out: out.slice(0, 5)};
+}"""
+
+
+def test_every_page_fits_a_phone_screen_without_sideways_scrolling(server, browser):
+    from core.demos import DEMOS
+
+    assert {Path(d.page).stem for d in DEMOS} <= set(PHONE_PAGES), "a new demo page: add it to PHONE_PAGES"
+    context = browser.new_context(viewport=PHONE)
+    pg = context.new_page()
+    errors, wide, broken = [], {}, []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    for path, marker in PHONE_PAGES.items():
+        pg.goto(f"{server}/{path}")
+        settle(pg, marker, timeout=180)
+        shot(pg, f"phone-{path or 'home'}")
+        sizes = pg.evaluate(SIDEWAYS)
+        if max(sizes["document"], sizes["main"] or 0) > sizes["window"] + 1:
+            wide[path or "home"] = sizes
+        if pg.locator("[data-testid='stException']").count():
+            broken.append(path or "home")
+    context.close()
+    assert not wide, f"pages that scroll sideways at {PHONE['width']} px: {wide}"
+    assert not broken and not errors, (broken, errors)
+
+
 # --- first use on an empty model store (issue 16): training belongs to the server, not to a visitor ----------
 
 FINE_TUNE = dict(LAUNCHPAD_SENTIMENT_MODE="finetune", LAUNCHPAD_SENTIMENT_TRAIN_LIMIT="800")  # 25 steps, ~30 s here
