@@ -279,7 +279,7 @@ def test_page_trains_on_an_uploaded_table(data):
     assert at.selectbox(key="risk_target").value == "Status" and at.selectbox(key="risk_bad").value == "bad"
     at.button(key="risk_train").click().run()
     assert not at.exception and not at.error
-    assert any("Trained on 300 applicants, evaluated on 100" in c.value for c in at.caption)
+    assert any("Trained on 300 applicants and tested on 100" in c.value for c in at.caption)
 
 
 def test_infinite_and_absurd_numbers_are_flagged_and_not_scored():
