@@ -54,7 +54,7 @@ api_help("sentiment")
 def fine_tuning() -> None:
     """While the quick model answers: how far the fine-tuned model is. The page switches when it is ready."""
     state = registry.state(sentiment.SLOT)
-    if state.state in (READY, FAILED):
+    if state.state in (READY, FAILED) and sentiment.serving_slot() != sentiment.QUICK:
         st.rerun(scope="app")  # the fine-tuned model takes over (or the page says why it could not)
     if state.state == NOT_LOADED:
         registry.prepare(sentiment.SLOT, after_others=True)
