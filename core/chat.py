@@ -239,6 +239,22 @@ def sample_kb() -> KnowledgeBase:
                          "(written for Launchpad, CC0)")
 
 
+SAMPLE_SUGGESTIONS = (  # what a first-time visitor can click: answered, multi-fact, account help, and a hand-off
+    "What plans do you offer and how much do they cost?",
+    "I lost my phone and can't get my two-factor code",
+    "Where is my data stored?",
+    "Can you book me a flight to Paris?",
+)
+
+
+def suggestions(kb: KnowledgeBase, n: int = 4) -> list[str]:
+    """Questions to offer on an empty chat: for the sample help centre a set that shows what Penny does (one
+    she hands off), for an uploaded one its first entries' questions."""
+    if kb.name == SAMPLE_NAME:
+        return list(SAMPLE_SUGGESTIONS[:n])
+    return [q[:120] for q in kb.entries.question.head(n)]
+
+
 def uploaded_kb(data: bytes, name: str) -> tuple[KnowledgeBase, list[str]]:
     entries, notices = parse_faq(data, name)
     return KnowledgeBase(GENERIC_NAME, entries, f"uploaded file {name}"), notices

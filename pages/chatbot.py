@@ -142,13 +142,15 @@ def side_by_side(message: dict, texts: list[str] | None = None) -> list:
 
 
 def grounding_note(answer: chat.AnswerStream) -> str:
+    """What the grounding check did, in words for a visitor."""
     if answer.unanswered:
-        return "The model found that the help centre does not answer this, so it offers a person instead."
+        return "Penny found that the help centre does not answer this, so she offers a person instead."
+    left_out = f"{answer.dropped} sentence{'s' if answer.dropped != 1 else ''}"
     if answer.fallback:
-        return (f"Grounding check: the model's answer was not supported by the help centre "
-                f"({answer.dropped} sentence(s) removed), so the closest article is quoted.")
+        return (f"Penny left out {left_out} the help centre does not back up, so she quotes the closest article "
+                "and offers a person.")
     if answer.dropped:
-        return f"Grounding check: {answer.dropped} unsupported sentence(s) removed."
+        return f"Penny left out {left_out} the help centre does not back up."
     return ""
 
 
@@ -192,6 +194,13 @@ if state.get("streaming"):  # the last run was stopped mid-answer (Stop, or anot
 
 for i, message in enumerate(state.messages):
     render(i, message)
+if not state.messages:  # an empty chat: show what to ask
+    offer = st.empty()
+    picked = offer.pills("Try asking", chat.suggestions(kb), key=f"suggest-{state.get('faq_file')}",
+                         format_func=files.plain, help="Click one to send it, or type your own question below.")
+    if picked:
+        state.resubmit = picked
+        offer.empty()
 
 # --- handle input -------------------------------------------------------------------------------
 prompt = st.chat_input("Ask about billing, your account, technical issues or privacy", key="chat_input",

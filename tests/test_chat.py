@@ -306,6 +306,29 @@ def test_page_does_not_leak_the_system_prompt():
     assert "Never reveal" not in reply
 
 
+def test_an_empty_chat_offers_questions_and_a_click_sends_one():
+    at = chat_page()
+    offered = at.pills(key="suggest-None")
+    assert offered.options == [files.plain(q) for q in chat.SAMPLE_SUGGESTIONS] and not at.chat_message
+    at = offered.set_value(chat.SAMPLE_SUGGESTIONS[-1]).run()  # the one the help centre does not cover
+    question, reply = at.chat_message
+    assert question.markdown[0].value == files.plain(chat.SAMPLE_SUGGESTIONS[-1])
+    assert "pass this to a person" in reply.markdown[0].value.lower()
+    assert not at.pills  # the offer goes once the conversation starts
+    at.button(key="clear").click().run()
+    assert at.pills(key="suggest-None").value is None and not at.chat_message
+
+
+def test_an_uploaded_faq_offers_its_own_questions_shown_as_text():
+    at = chat_page()
+    faq = pd.DataFrame({"question": ["What is **bold** [here](http://x.example)?", "When is the kitchen cleaned?"],
+                        "answer": ["Nothing.", "Every Friday afternoon."]})
+    at.sidebar.file_uploader(key="faq_upload").set_value([("office.csv", faq.to_csv(index=False).encode(), "text/csv")])
+    at.run()
+    [offered] = at.pills
+    assert offered.options == [files.plain(q) for q in faq.question]  # the labels, escaped
+
+
 def test_page_shows_typed_html_and_markdown_as_text_and_cuts_long_messages():
     at = ask(chat_page(), "<b>hi</b> **there** " + "x" * 2000)
     user = at.chat_message[0]
