@@ -482,8 +482,9 @@ class AnswerStream:
                 self.dropped += 1
         if not kept or self.dropped > kept:
             self.fallback = True
-            yield (("\n\n" if kept else "") + "I couldn't put together an answer I'm sure of. The closest article in our "
-                   f"help centre says: {self.plan.hits[0].answer}")
+            lead = ("I'm not sure of the rest. " if kept
+                    else "I couldn't put together an answer I'm sure of. ")  # after a sentence that did hold
+            yield ("\n\n" if kept else "") + lead + f"The closest article in our help centre says: {self.plan.hits[0].answer}"
 
     def _model_tokens(self) -> Iterator[str]:
         """The chat model's raw text, as it is generated (core.llm, through the registry)."""
