@@ -8,7 +8,7 @@
             address that is not in the passages
 
 Usage: python bench/chat.py [speed] [quality] [--models smollm2-135m,qwen2.5-0.5b,qwen2.5-1.5b] [--tokens 64]
-       python bench/chat.py quality --retrieval-only     (retrieval figures only, no LM: about 15 s)
+       python bench/chat.py quality --retrieval-only     (retrieval figures and a threshold sweep, no LM: about 15 s)
 A chat_lm set to a server (LAUNCHPAD_CHAT_LM=http://…/v1) is measured as one more model.
 """
 import argparse
@@ -198,6 +198,19 @@ def quality(model: str, with_lm: bool = True) -> list[dict]:
     return rows
 
 
+def thresholds() -> None:
+    """Hand-off rates per set at each retrieval threshold around the default (how HANDOFF_THRESHOLD was chosen:
+    on the first two sets; the third is reported, not tuned on)."""
+    kb = chat.sample_kb()
+    tops = {label: ([kb.search(q, k=1)[0].score for q in pd.read_csv(config.DATA_DIR / questions).question],
+                    [kb.search(q, k=1)[0].score for q in pd.read_csv(config.DATA_DIR / oos).question])
+            for questions, oos, label in EVALUATIONS}
+    print(f"\nhand-off by retrieval threshold (default {chat.HANDOFF_THRESHOLD}): in-scope / out-of-scope")
+    for t in (0.30, 0.33, 0.35, 0.37, 0.40, 0.45):
+        cells = [f"{sum(s < t for s in i) / len(i):.3f} / {sum(s < t for s in o) / len(o):.2f}" for i, o in tops.values()]
+        print(f"  {t:.2f}: " + " | ".join(f"{label.split(' (')[0]} {c}" for label, c in zip(tops, cells)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("parts", nargs="*", default=["speed", "quality"])
@@ -207,6 +220,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.retrieval_only:
         quality("", with_lm=False)
+        thresholds()
         return
     models = args.models.split(",")
     if SERVER:
