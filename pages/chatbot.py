@@ -194,7 +194,7 @@ if state.get("streaming"):  # the last run was stopped mid-answer (Stop, or anot
 
 for i, message in enumerate(state.messages):
     render(i, message)
-if not state.messages:  # an empty chat: show what to ask
+if not state.messages and not state.get("resubmit"):  # an empty chat (not one being regenerated): what to ask
     offer = st.empty()
     picked = offer.pills("Try asking", chat.suggestions(kb), key=f"suggest-{state.get('faq_file')}",
                          format_func=files.plain, help="Click one to send it, or type your own question below.")
