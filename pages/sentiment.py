@@ -144,7 +144,7 @@ with single:
         left.metric("Sentiment", result["label"], f"{max(result['probs']):.0%} confident", delta_color="off")
         left.plotly_chart(probability_chart(result["probs"]), width="stretch", key="probs")
         right.markdown("**Why**: words that pushed towards the label are green, against it red "
-                       "(occlusion: the drop in probability when the word is left out).")
+                       "(how much less sure the model is when that word is left out).")
         right.markdown(highlight(result["words"], result["label"]), unsafe_allow_html=True)
         with right.form("correct"):
             fix = st.radio("Wrong? Choose the right label", sentiment.LABELS, horizontal=True, key="correction",
