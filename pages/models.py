@@ -14,9 +14,10 @@ st.caption("The AI models behind the demos, whether each is ready and how fast i
            "once and shared by everyone; the least recently used is unloaded when memory runs short. Engineers can "
            "point any model at a Hugging Face id, a folder or a server (README, Configuration).")
 
-live = st.toggle("Live figures (refresh every 2 s)", value=True, key="models_live",
+live = st.toggle("Live figures", value=True, key="models_live",
                  help="Latency is per request, including any wait to join a batch; mean batch is how many "
-                      "requests each model call served (micro-batching across visitors).")
+                      "requests each model call served (micro-batching across visitors). The figures refresh "
+                      "every 2 s while a model loads, every 10 s otherwise.")
 
 
 ICONS = {READY: ":material/check_circle:", LOADING: ":material/hourglass_top:", FAILED: ":material/error:",
@@ -28,9 +29,16 @@ def number(value, digits: int = 1) -> str:
     return "—" if value is None or value != value else f"{value:,.{digits}f}"
 
 
-@st.fragment(run_every=2 if live else None)
+# Every open Models page reruns this fragment on the server: every 2 s while a model loads or trains (its progress
+# moves), every 10 s otherwise, so idle Models tabs cost the visitors on other pages little (#23).
+busy = any(registry.state(n).state == LOADING for n in catalog.slots())
+
+
+@st.fragment(run_every=(2 if busy else 10) if live else None)
 def figures() -> None:
     stats = [registry.state(n) for n in catalog.slots()]
+    if live and busy != any(s.state == LOADING for s in stats):
+        st.rerun(scope="app")  # a load began or ended: the refresh interval follows
     ready = [s for s in stats if s.state == READY]
     broken = [s for s in stats if s.state == FAILED or s.errors]
     a, b, c = st.columns(3)

