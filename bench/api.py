@@ -6,7 +6,7 @@ at most 20% of throughput). Chat completions: time to the first streamed text, i
 
 Usage: python bench/api.py [--seconds 5] [--clients 1 16] [--chat-repeats 5]
 Models come from the model store as usual (LAUNCHPAD_STORE); the server gets this process's environment
-with the rate limit off (LAUNCHPAD_RATE_LIMIT=0/60) and open access. Run it on an otherwise idle machine.
+with the rate limits off (LAUNCHPAD_RATE_LIMIT and LAUNCHPAD_SERVER_RATE_LIMIT 0/60) and open access. Run it on an otherwise idle machine.
 """
 import argparse
 import io
@@ -132,7 +132,7 @@ def first_text_over_http(client) -> float:
 def start_server():
     """The app on a free port, with no rate limit and open access (a context manager yielding its URL)."""
     return streamlit_server(ROOT / "model_store" / "logs" / "bench-api-server.log", LAUNCHPAD_RATE_LIMIT="0/60",
-                            LAUNCHPAD_PASSWORD="", LAUNCHPAD_USERS="")
+                            LAUNCHPAD_SERVER_RATE_LIMIT="0/60", LAUNCHPAD_PASSWORD="", LAUNCHPAD_USERS="")
 
 
 def main() -> None:

@@ -62,7 +62,7 @@ def main() -> None:
         "recommendations": lambda c: c.post("/api/v1/recommendations", json={"liked": api_bench.LIKED, "k": 10}),
         "chat/completions": lambda c: c.post("/api/v1/chat/completions", json=chat_body),
     }
-    env = dict(LAUNCHPAD_STORE=store, LAUNCHPAD_RATE_LIMIT="0/60", LAUNCHPAD_PASSWORD="", LAUNCHPAD_USERS="",
+    env = dict(LAUNCHPAD_STORE=store, LAUNCHPAD_RATE_LIMIT="0/60", LAUNCHPAD_SERVER_RATE_LIMIT="0/60", LAUNCHPAD_PASSWORD="", LAUNCHPAD_USERS="",
                LAUNCHPAD_PRELOAD="none" if args.no_preload else "")  # "": the default list
     results: dict[str, float | None] = {}
     started = time.perf_counter()

@@ -129,7 +129,7 @@ def main() -> None:
         stack.callback(lambda: (llm_proc.terminate(), llm_proc.wait(timeout=30)))
         env = {"LAUNCHPAD_DB": db, "LAUNCHPAD_CHAT_LM": llm_url, "LAUNCHPAD_CHAT_LM_B": llm_url,
                "LAUNCHPAD_CHAT_LM_API_KEY": LLM_KEY, "LAUNCHPAD_CHAT_LM_B_API_KEY": LLM_KEY,
-               "LAUNCHPAD_RATE_LIMIT": "0/60", "LAUNCHPAD_PASSWORD": "", "LAUNCHPAD_USERS": ""}
+               "LAUNCHPAD_RATE_LIMIT": "0/60", "LAUNCHPAD_SERVER_RATE_LIMIT": "0/60", "LAUNCHPAD_PASSWORD": "", "LAUNCHPAD_USERS": ""}
         replicas = [stack.enter_context(streamlit_server(logs / f"app{n}.log", wait_s=300, **env)) for n in (1, 2)]
         for n, replica in enumerate(replicas):  # load every model each replica serves before the clock starts
             with httpx.Client(base_url=replica, timeout=600) as client:

@@ -231,6 +231,28 @@ def limiter_for(key: str) -> RateLimiter:
     return _LIMITERS.get((key, calls, seconds))
 
 
+SERVER = "the whole server"  # the key of the server-wide limiter (visitor keys start "user", "address", ...)
+
+
+def server_limiter() -> RateLimiter:
+    """The whole server's budget of heavy model calls, every visitor and API client together
+    (LAUNCHPAD_SERVER_RATE_LIMIT): a crowd, each visitor within their own limit, cannot queue unbounded work."""
+    calls, seconds = config.setting("server_rate_limit")
+    return _LIMITERS.get((SERVER, calls, seconds))
+
+
+def heavy_call(key: str) -> tuple[float, RateLimiter]:
+    """Asks for one heavy model call for visitor or client `key`: (0, the server's limiter) when it may go ahead,
+    counted against both budgets; else (seconds to wait, the limiter that refused: the visitor's own, checked
+    first so one visitor's flood never spends the others' share, or `server_limiter()`)."""
+    own = limiter_for(key)
+    wait = own.try_acquire()
+    if wait:
+        return wait, own
+    server = server_limiter()
+    return server.try_acquire(), server
+
+
 def lockout_for(key: str) -> SignInGuard:
     """The process-wide sign-in lockout of one visitor (`visitor_key`): a reload or a new tab keeps it."""
     return _LOCKOUTS.get(key)

@@ -294,11 +294,12 @@ Authed = Annotated[Client, Depends(authenticate)]
 
 def rate_limited(client: Authed) -> Client:
     """The UI's per-visitor limit on model calls, per API client: 429 with Retry-After when it is spent. The
-    same process-wide limiters as the pages (core.access.limiter_for): an address shares one budget there."""
-    limiter = access.limiter_for(client.name)
-    wait = limiter.try_acquire()
+    same process-wide limiters as the pages (core.access.heavy_call): an address shares one budget there, and
+    every client and visitor together share the server's (LAUNCHPAD_SERVER_RATE_LIMIT)."""
+    wait, limiter = access.heavy_call(client.name)
     if wait:
-        raise ApiError(429, f"Rate limit: {limiter.calls} model calls per {limiter.seconds:g} s for each client. "
+        who = "all clients and visitors together" if limiter is access.server_limiter() else "each client"
+        raise ApiError(429, f"Rate limit: {limiter.calls} model calls per {limiter.seconds:g} s for {who}. "
                        f"Try again in {math.ceil(wait)} s.", "rate_limit_error", code="rate_limited",
                        headers={"Retry-After": str(math.ceil(wait))})
     return client

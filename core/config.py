@@ -170,6 +170,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("sentiment_runtime", "auto", _one_of("auto", "int8", "torch"),
             "what the fine-tuned sentiment model serves: auto (int8 ONNX Runtime on CPU, torch on a GPU), int8 or torch"),
     Setting("rate_limit", (30, 60.0), _rate, "heavy model calls per visitor: calls/seconds", "app"),
+    Setting("server_rate_limit", (300, 60.0), _rate,
+            "heavy model calls of all visitors and API clients together: calls/seconds", "app"),
     Setting("api_keys", "", str, "HTTP API keys: name:sha256:<hex>,... (also [api.keys] in secrets.toml)", ""),
     Setting("preload", ("sentiment_quick", "recommender", "credit_risk", "sentiment"), _names,
             "slots loaded when the server starts, in this order, those our code trains trained first (none: none)",

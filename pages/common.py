@@ -201,14 +201,18 @@ def operations_visible() -> bool:
 
 def allow_heavy_call() -> bool:
     """A per-visitor limit on model calls, so one visitor cannot starve the others; shared by the visitor's
-    sessions (a reload does not reset it) and, for the same client address, by their HTTP API calls."""
-    limiter = access.limiter_for(_visitor())
-    wait = limiter.try_acquire()
-    if wait:
+    sessions (a reload does not reset it) and, for the same client address, by their HTTP API calls; and the
+    whole server's budget, all visitors together."""
+    wait, limiter = access.heavy_call(_visitor())
+    if wait and limiter is access.server_limiter():
+        st.warning(f"The demo is busy: all visitors together may make {limiter.calls} model calls per "
+                   f"{limiter.seconds:.0f} s on this server, and they have. Try again in {max(wait, 1):.0f} s.",
+                   icon=":material/timer:")
+    elif wait:
         st.warning(f"You're going a little fast: this demo allows {limiter.calls} model calls per "
-                   f"{limiter.seconds:.0f} s for each visitor. Try again in {wait:.0f} s.", icon=":material/timer:")
-        return False
-    return True
+                   f"{limiter.seconds:.0f} s for each visitor. Try again in {max(wait, 1):.0f} s.",
+                   icon=":material/timer:")
+    return not wait
 
 
 def api_help(*examples: str) -> None:

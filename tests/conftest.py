@@ -29,6 +29,9 @@ os.environ["LAUNCHPAD_SENTIMENT_MODE"] = "frozen"  # learns from 600 tweets; fin
 # Operations pages are for operators, and with open access there are none by default (#23): the suite's page and
 # browser tests use them with open access, so every visitor is one here; tests/test_roles.py checks the default.
 os.environ.setdefault("LAUNCHPAD_OPERATORS", "*")
+# The server-wide budget of heavy calls (300 a minute) is shared by the whole process: the suite's many visitors
+# together would spend it. Its own tests set it (tests/test_access.py).
+os.environ.setdefault("LAUNCHPAD_SERVER_RATE_LIMIT", "0/60")
 
 
 def _mirror_a_running_server() -> None:

@@ -67,6 +67,29 @@ def test_by_default_30_heavy_calls_a_minute_are_allowed(monkeypatch, fresh_visit
         assert limiter.try_acquire(1059.9) > 0 and limiter.try_acquire(1060.0) == 0  # the first has left the window
 
 
+def test_by_default_the_server_allows_300_heavy_calls_a_minute_and_each_visitor_spends_only_their_own(
+        monkeypatch, fresh_visitors):
+    monkeypatch.setenv("LAUNCHPAD_CONFIG", "/dev/null")
+    monkeypatch.delenv("LAUNCHPAD_SERVER_RATE_LIMIT", raising=False)
+    monkeypatch.delenv("LAUNCHPAD_RATE_LIMIT", raising=False)
+    server = access.server_limiter()
+    assert (server.calls, server.seconds) == (300, 60.0)
+    for i in range(40):  # one visitor's flood: 30 go ahead, the other 10 are refused by their own limit
+        wait, limiter = access.heavy_call("address 198.51.100.7")
+        assert (wait == 0) == (i < 30) and (limiter is server) == (i < 30)
+    allowed = sum(access.heavy_call(f"address 198.51.100.{n}")[0] == 0 for n in range(100, 120) for _ in range(30))
+    assert allowed == 270  # 600 asked by 20 visitors each within their limit: the server's 300, less the first 30
+    wait, limiter = access.heavy_call("address 198.51.100.250")
+    assert wait > 0 and limiter is server
+
+
+def test_the_server_budget_setting_changes_it_and_0_turns_it_off(monkeypatch, fresh_visitors):
+    monkeypatch.setenv("LAUNCHPAD_SERVER_RATE_LIMIT", "2/60")
+    assert [access.heavy_call(f"address 192.0.2.{n}")[0] == 0 for n in range(3)] == [True, True, False]
+    monkeypatch.setenv("LAUNCHPAD_SERVER_RATE_LIMIT", "0/60")
+    assert all(access.heavy_call(f"address 192.0.2.{n}")[0] == 0 for n in range(500))
+
+
 def test_rate_limiter_is_a_sliding_window():
     limiter = access.RateLimiter(calls=2, seconds=10)
     assert limiter.try_acquire(0) == 0 and limiter.try_acquire(1) == 0
@@ -118,6 +141,19 @@ def test_heavy_calls_are_rate_limited_per_visitor(monkeypatch):
     assert len(at.chat_message) == 2
     at.chat_input(key="chat_input").set_value("What about a name for my cat?").run()
     assert any("going a little fast" in w.value for w in at.warning)
+    assert len(at.chat_message) == 2 and any("Not sent" in c.value for c in at.caption)
+
+
+def test_a_visitor_within_their_limit_is_told_when_the_whole_server_is_busy(monkeypatch, fresh_visitors):
+    monkeypatch.setenv("LAUNCHPAD_RATE_LIMIT", "100/60")
+    monkeypatch.setenv("LAUNCHPAD_SERVER_RATE_LIMIT", "1/60")
+    at = app().run()
+    at.switch_page("pages/chatbot.py").run()
+    at.chat_input(key="chat_input").set_value("What's a good name for my puppy?").run()
+    assert len(at.chat_message) == 2 and not at.warning
+    at.chat_input(key="chat_input").set_value("What about a name for my cat?").run()
+    assert any("The demo is busy" in w.value and "all visitors together may make 1 model calls" in w.value
+               for w in at.warning)
     assert len(at.chat_message) == 2 and any("Not sent" in c.value for c in at.caption)
 
 

@@ -58,7 +58,7 @@ def topology(tmp_path_factory):
                "LAUNCHPAD_CHAT_LM_API_KEY": LLM_KEY, "LAUNCHPAD_CHAT_LM_B_API_KEY": LLM_KEY,
                "LAUNCHPAD_STORE": os.environ["LAUNCHPAD_STORE"]}
         assert set(env) == set(compose_environment()), "deploy/compose.yaml's app environment changed: follow it here"
-        env |= {"LAUNCHPAD_RATE_LIMIT": "0/60", "LAUNCHPAD_PASSWORD": "", "LAUNCHPAD_USERS": "",
+        env |= {"LAUNCHPAD_RATE_LIMIT": "0/60", "LAUNCHPAD_SERVER_RATE_LIMIT": "0/60", "LAUNCHPAD_PASSWORD": "", "LAUNCHPAD_USERS": "",
                 "LAUNCHPAD_EMBEDDER_RUNTIME": "torch"}  # not the int8 export (10-20 s a replica; test_quantised's)
         replicas = [stack.enter_context(streamlit_server(logs / f"app{n}.log", wait_s=240, **env)) for n in (1, 2)]
         base = stack.enter_context(nginx_server([r.removeprefix("http://") for r in replicas], logs / "nginx"))
