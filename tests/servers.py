@@ -1,6 +1,7 @@
 """Start the real app (`streamlit run app.py`) on a free loopback port: for the browser and API tests and bench/api.py;
 and nginx with deploy/nginx.conf in front of replicas (tests/test_scaleout.py, bench/scaleout.py)."""
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -10,6 +11,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's, installed by `make setup`
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
 
 
 class ServerDidNotStart(RuntimeError):

@@ -4,17 +4,15 @@ Screenshots of every page land in artifacts/screenshots/ for a person to look at
 """
 import os
 import re
-import shutil
 import time
 import warnings
 from pathlib import Path
 
 import pytest
-from servers import ServerDidNotStart, streamlit_server
+from servers import CHROMIUM, CHROMIUM_ARGS, ServerDidNotStart, streamlit_server
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "artifacts" / "screenshots"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(
     os.environ.get("LAUNCHPAD_SKIP_BROWSER") == "1", reason="LAUNCHPAD_SKIP_BROWSER=1")
 
@@ -35,9 +33,7 @@ def browser():
 
     assert Path(CHROMIUM).exists(), "Debian's chromium is missing: run `make setup`"
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
 
@@ -243,9 +239,7 @@ def test_twenty_simultaneous_sessions_stay_separate_and_share_one_copy_of_each_m
 
     async def main():
         async with async_playwright() as p:
-            browser = await p.chromium.launch(executable_path=CHROMIUM, downloads_path=str(SHOTS), args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run"])
+            browser = await p.chromium.launch(executable_path=CHROMIUM, downloads_path=str(SHOTS), args=CHROMIUM_ARGS)
             results = await asyncio.gather(*(visit(browser, i) for i in range(20)))
             await browser.close()
             return results

@@ -5,7 +5,6 @@ replaced). One module fixture, because the topology costs two app start-ups on a
 kills a replica runs last."""
 import json
 import os
-import shutil
 import threading
 import time
 import urllib.error
@@ -16,12 +15,11 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from servers import NGINX, nginx_server, streamlit_server
+from servers import CHROMIUM, NGINX, nginx_server, streamlit_server
 from test_llm import start_server
 from test_store import new_database, postgres_server, query
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 LLM_KEY = "scale-key"
 QUESTION = "Which payment methods do you accept?"  # in the sample FAQ: retrieval is confident, the LLM answers
 pytestmark = pytest.mark.slow
