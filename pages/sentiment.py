@@ -45,7 +45,7 @@ def probability_chart(probs) -> go.Figure:
 
 st.title("😊 Sentiment analysis")
 st.caption("Read the mood of customer messages, one at a time or a whole file, see which words decided, and teach "
-           "it by correcting it. Our own classifier, trained on tweets and product reviews.")
+           "it by correcting it. Our own classifier, trained on tweets, product reviews and customer sentences we wrote.")
 model_credits("sentiment", "sentiment_quick", data=sentiment.DATA + "; baseline lexicon VADER (vaderSentiment, MIT).")
 api_help("sentiment")
 
