@@ -9,12 +9,13 @@ analysed), the image classifier (the sample photos classified) and the Models pa
 time runs from asking for the page to seeing its result. Printed per run: median, slowest, slowest / median
 (the goal: at most 3x), and the server's memory (RSS) after the run.
 
-`soak`: one server, ours, for `--minutes`: `--visitors` visitors at a time, each opening a page, doing its
-task and leaving, a new one arriving in its place; the server's RSS every 30 s and its growth after the first
-5 minutes (warm-up: models, caches).
+`soak`: three servers side by side for `--minutes` (GC on; GC off, ours; GC off with glibc limited to two malloc
+arenas), `--visitors` visitors at a time on each, each opening a page, doing its task and leaving, a new one
+arriving in its place; each server's RSS every 30 s and its trend after the first 5 minutes (warm-up: models,
+caches) and over the last 15.
 
 Usage: python bench/visitors.py ab [--visitors 30] [--runs 10]
-       python bench/visitors.py soak [--minutes 30] [--visitors 10]
+       python bench/visitors.py soak [--minutes 30] [--visitors 4]
 """
 import argparse
 import asyncio
@@ -118,52 +119,70 @@ def ab(visitors: int, runs: int) -> None:
               f"{sum(x <= 3 for x in ratios):>9} of {len(per_run)}")
 
 
+SOAK_ARMS = {  # name: extra environment of that arm's server
+    "GC on (Streamlit's default)": {"STREAMLIT_RUNNER_POST_SCRIPT_GC": "true"},
+    "GC off (ours)": {"STREAMLIT_RUNNER_POST_SCRIPT_GC": "false"},
+    "GC off, MALLOC_ARENA_MAX=2": {"STREAMLIT_RUNNER_POST_SCRIPT_GC": "false", "MALLOC_ARENA_MAX": "2"},
+}
+
+
 def soak(minutes: float, visitors: int) -> None:
+    """Every arm's server at once, on the same machine at the same time, each with `visitors` visitors at a time."""
     with ExitStack() as stack:
-        server = start(stack, "soak", gc=False)
-        process = psutil.Process(server.process.pid)
-        samples: list[tuple[float, float]] = []
-        done: list[float] = []
+        servers = {}
+        for arm, env in SOAK_ARMS.items():
+            name = "soak-" + "".join(c if c.isalnum() else "-" for c in arm.lower())
+            servers[arm] = stack.enter_context(streamlit_server(
+                LOGS / f"visitors-{name}.log", wait_s=180, LAUNCHPAD_PRELOAD="sentiment,embedder,image_classifier",
+                LAUNCHPAD_OPERATORS="*", **env))
+        for server in servers.values():
+            asyncio.run(crowd(server, len(PAGES)))  # warm-up, not measured
+        samples: dict[str, list[tuple[float, float]]] = {arm: [] for arm in servers}
+        done: dict[str, list[float]] = {arm: [] for arm in servers}
         t0 = time.monotonic()
-        print(f"{visitors} visitors at a time for {minutes:g} min, each arriving, doing its task and leaving; "
-              "server RSS every 30 s", flush=True)
-        print(f"{'min':>5} {'RSS MB':>8} {'visitors done':>14} {'median s':>9} {'slowest s':>10} "
-              f"{'server CPU %':>13}", flush=True)
+        print(f"{len(servers)} servers side by side, {visitors} visitors at a time on each for {minutes:g} min, each "
+              "arriving, doing its task and leaving; each server's RSS (MB) and visitors done every 30 s", flush=True)
+        print(f"{'min':>5} " + " ".join(f"{arm[:26]:>26}" for arm in servers), flush=True)
 
         async def keep_coming() -> None:
             async with async_playwright() as p:
                 browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 counter = itertools.count()
 
-                async def one_after_another(slot: int) -> None:
+                async def one_after_another(arm: str, slot: int) -> None:
                     while time.monotonic() - t0 < minutes * 60:
                         n = next(counter)
-                        done.append(await visit(browser, server, PAGES[(n + slot) % len(PAGES)], n))
+                        done[arm].append(await visit(browser, servers[arm], PAGES[(n + slot) % len(PAGES)], n))
 
                 async def sample() -> None:
-                    cpu0, last = process.cpu_times(), time.monotonic()
                     while time.monotonic() - t0 < minutes * 60:
                         await asyncio.sleep(30)
-                        cpu, now = process.cpu_times(), time.monotonic()
-                        busy = (cpu.user + cpu.system - cpu0.user - cpu0.system) / (now - last)
-                        cpu0, last = cpu, now
-                        samples.append(((now - t0) / 60, rss_mb(server)))
-                        recent = done[-50:] or [0.0]
-                        print(f"{samples[-1][0]:>5.1f} {samples[-1][1]:>8,.0f} {len(done):>14,} "
-                              f"{statistics.median(recent):>9.1f} {max(recent):>10.1f} {busy:>13.0%}", flush=True)
+                        now = (time.monotonic() - t0) / 60
+                        for arm, server in servers.items():
+                            samples[arm].append((now, rss_mb(server)))
+                        print(f"{now:>5.1f} " + " ".join(
+                            f"{f'{samples[arm][-1][1]:,.0f} MB, {len(done[arm]):,} done':>26}" for arm in servers),
+                            flush=True)
 
                 try:
-                    await asyncio.gather(sample(), *(one_after_another(s) for s in range(visitors)))
+                    await asyncio.gather(sample(), *(one_after_another(arm, s) for arm in servers
+                                                     for s in range(visitors)))
                 finally:
                     await browser.close()
 
         asyncio.run(keep_coming())
-    settled = [(m, r) for m, r in samples if m >= 5]
-    if len(settled) >= 2:
-        slope = statistics.linear_regression([m for m, _ in settled], [r for _, r in settled]).slope
-        print(f"\nRSS after 5 min {settled[0][1]:,.0f} MB, at the end {settled[-1][1]:,.0f} MB, highest "
-              f"{max(r for _, r in settled):,.0f} MB; trend {slope * 10:+,.1f} MB per 10 min over {len(done):,} "
-              "visitors")
+    print(f"\n{'arm':<28} {'visitors':>8} {'median s':>9} {'RSS at 5 min':>13} {'at the end':>11} "
+          f"{'highest':>8} {'trend after 5 min':>18} {'last 15 min':>12}")
+    for arm, rows in samples.items():
+        settled = [(m, r) for m, r in rows if m >= 5]
+        late = [(m, r) for m, r in rows if m >= minutes - 15]
+        if len(settled) < 2 or len(late) < 2:
+            continue
+        trend = statistics.linear_regression(*zip(*settled)).slope * 10
+        late_trend = statistics.linear_regression(*zip(*late)).slope * 10
+        print(f"{arm:<28} {len(done[arm]):>8,} {statistics.median(done[arm]):>9.1f} {settled[0][1]:>10,.0f} MB "
+              f"{settled[-1][1]:>8,.0f} MB {max(r for _, r in settled):>5,.0f} MB {trend:>+9.1f} MB/10 min "
+              f"{late_trend:>+5.1f} MB/10 min")
 
 
 def main() -> None:
@@ -174,7 +193,7 @@ def main() -> None:
     a.add_argument("--runs", type=int, default=10, help="runs per arm")
     s = sub.add_parser("soak", help="visitors coming and going for a while; the server's memory")
     s.add_argument("--minutes", type=float, default=30)
-    s.add_argument("--visitors", type=int, default=10, help="visitors at a time")
+    s.add_argument("--visitors", type=int, default=4, help="visitors at a time on each server")
     args = parser.parse_args()
     if args.mode == "ab":
         ab(args.visitors, args.runs)
