@@ -54,6 +54,31 @@ def test_open_access_has_no_operator_until_one_is_set(monkeypatch):
     assert rules(monkeypatch, "*", users="").is_operator(None, False)  # everyone, by explicit choice
 
 
+HOW = ("name operators in LAUNCHPAD_OPERATORS=alice,bob (or `operators = [\"alice\"]` under [auth] in "
+       ".streamlit/secrets.toml); each must be a named user (LAUNCHPAD_USERS or [auth.users]), who signs in "
+       "with their own password.")
+
+
+def test_each_refusal_says_exactly_why_and_how_to_set_an_operator(monkeypatch):
+    """The whole message for each of the four cases (mutation testing showed that the checks on fragments above
+    let any change to the rest of the wording through; these are what a visitor reads)."""
+    assert rules(monkeypatch, "", users="").operations_refusal(None, False) == (
+        "**Operations are disabled until an operator is set.** This app has open access (no sign-in), so anyone "
+        "with the link could read tickets, load and unload models or retrain them. Configure sign-in with named "
+        "users, then " + HOW + " On a machine only you can reach, LAUNCHPAD_OPERATORS=* makes every visitor an "
+        "operator.")
+    assert rules(monkeypatch, "guest", users="", password="pw").operations_refusal("guest", False) == (
+        "**Operations are for operators**, who sign in with their own name. This app has only a shared password, "
+        "which names no one. Add named users (LAUNCHPAD_USERS or [auth.users]), then " + HOW)
+    assert rules(monkeypatch, "carol").operations_refusal("bob", True) == (
+        "**Operations are disabled until an operator is set**: no operator is named among this app's users. "
+        + HOW[0].upper() + HOW[1:])
+    viewer = ("**Operations are for operators.** You are signed in as {}, a viewer: the demos are all yours. Ask "
+              "an operator if you need tickets, models or retraining.")
+    assert rules(monkeypatch, "ann").operations_refusal("bob", True) == viewer.format("bob")
+    assert rules(monkeypatch, "ann").operations_refusal(None, False) == viewer.format("a visitor")
+
+
 def test_operators_from_secrets_toml(monkeypatch):
     monkeypatch.delenv("LAUNCHPAD_OPERATORS", raising=False)
     for key in ("LAUNCHPAD_USERS", "LAUNCHPAD_PASSWORD"):
