@@ -32,27 +32,19 @@ from core.registry import ModelBundle  # noqa: E402
 NAMES = ["input_ids", "attention_mask", "token_type_ids"]
 
 
-def fused(fp32: Path, out: Path, attention: bool = True, fast_gelu: bool = False) -> Path:
+def fused(fp32: Path, out: Path, config, attention: bool = True, fast_gelu: bool = False) -> Path:
     from onnxruntime.transformers.fusion_options import FusionOptions
-    from onnxruntime.transformers.optimizer import optimize_model
 
     if not out.exists():
         options = FusionOptions("bert")
         options.enable_attention, options.enable_gelu_approximation = attention, fast_gelu
-        with quantised.quiet():
-            optimize_model(str(fp32), model_type="bert", num_heads=12, hidden_size=384, opt_level=0,
-                           optimization_options=options).save_model_to_file(str(out))
+        quantised.fuse(fp32, out, config, options)
     return out
 
 
 def dynamic(src: Path, out: Path) -> Path:
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
     if not out.exists():
-        with quantised.quiet():
-            quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8, per_channel=True,
-                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        quantised.quantise_dynamic(src, out)
     return out
 
 
@@ -85,16 +77,6 @@ def nbits8(src: Path, out: Path) -> Path:
             quantizer.process()
             quantizer.model.save_model_to_file(str(out))
     return out
-
-
-def session(path: Path, threads: int, denormal_as_zero: bool = False):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads, options.log_severity_level = threads, 1, 3
-    if denormal_as_zero:
-        options.add_session_config_entry("session.set_denormal_as_zero", "1")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 class Batched:
@@ -138,23 +120,17 @@ def main() -> None:
 
     work, onnx_fp32 = args.work, args.work / "fp32.onnx"
     if not onnx_fp32.exists():
-        sample = torch.tensor([[101, 7592, 2088, 102, 0], [101, 1037, 2936, 6251, 102]])
-        inputs = (sample, (sample > 0).long(), torch.zeros_like(sample))
-        model.set_attn_implementation("eager")
-        with quantised.quiet(), torch.inference_mode():
-            torch.onnx.export(quantised.hidden_states(model), inputs, str(onnx_fp32), dynamo=False, opset_version=17,
-                              input_names=NAMES, output_names=["last_hidden_state"],
-                              dynamic_axes={n: {0: "batch", 1: "tokens"} for n in [*NAMES, "last_hidden_state"]})
-        model.set_attn_implementation("sdpa")
-    full = fused(onnx_fp32, work / "fused.onnx")
+        quantised.export_fp32(quantised.hidden_states(model), model, NAMES, "last_hidden_state", onnx_fp32)
+    full = fused(onnx_fp32, work / "fused.onnx", model.config)
     calibration = train.text.tolist()[:200] + embeddings.retrieval_texts()[:60]
     print("building variants (static calibration takes a minute or two) ...", flush=True)
     variants = {  # name: (file, denormals as zero)
         "dynamic int8 (ours)": (dynamic(full, work / "dynamic.onnx"), False),
         "ours, denormals as zero": (work / "dynamic.onnx", True),
-        "ours, FastGelu": (dynamic(fused(onnx_fp32, work / "fast_gelu.onnx", fast_gelu=True),
+        "ours, FastGelu": (dynamic(fused(onnx_fp32, work / "fast_gelu.onnx", model.config, fast_gelu=True),
                                    work / "dynamic_fast_gelu.onnx"), False),
-        "static int8 QDQ, MatMul only": (static(fused(onnx_fp32, work / "unfused_attention.onnx", attention=False),
+        "static int8 QDQ, MatMul only": (static(fused(onnx_fp32, work / "unfused_attention.onnx", model.config,
+                                                      attention=False),
                                                 work / "static.onnx", tokenizer, calibration), False),
         "8-bit MatMulNBits": (nbits8(full, work / "nbits8.onnx"), False),
         "fp32 ONNX (fused)": (full, False),
@@ -167,8 +143,10 @@ def main() -> None:
     print(f"{'variant':<30}{'one per call':>13}{'vs torch':>9}{'batched 64':>11}{'vs torch':>9}{'min cos':>8}"
           f"{'alone = in batch':>17}  top-1 per set")
     for name, (path, daz) in variants.items():
-        one = ModelBundle(quantised.Int8Model(session(path, 1, daz), True, workers), tokenizer, meta, "cpu", "int8")
-        batched = ModelBundle(Batched(session(path, workers, daz)), tokenizer, meta, "cpu", "int8")
+        entries = {"session.set_denormal_as_zero": "1"} if daz else None
+        one = ModelBundle(quantised.Int8Model(quantised.session(path, 1, entries), True, workers), tokenizer, meta,
+                          "cpu", "int8")
+        batched = ModelBundle(Batched(quantised.session(path, workers, entries)), tokenizer, meta, "cpu", "int8")
         per_text, in_batches = rate(one, texts), rate(batched, texts)
         cosine = float((embeddings.encode(one, texts) * reference).sum(1).min())
         alone, crowd = embeddings.encode(batched, texts[:1])[0], embeddings.encode(batched, texts[:64])[0]

