@@ -257,7 +257,7 @@ limits = right.slider("Policy: decline below, approve at (score)", 400, 700, (50
 right.caption(f"Decline below {limits[0]} (probability of default above {risk.pd_from_score(limits[0]):.0%}); "
               f"approve at {limits[1]} and above (below {risk.pd_from_score(limits[1]):.0%}); review in between.")
 
-tabs = st.tabs(["Performance", "One applicant", "Policy", "Batch scoring", "Fairness", "Scorecard"])
+tabs = st.tabs(["Performance", "One applicant", "Policy", "Batch scoring", "Fairness", "Scorecard"], key="risk_tab")
 with tabs[0]:
     meta = model.meta
     st.caption(f"Trained on {meta['train_rows']:,} applicants and tested on {meta['test_rows']:,} it never saw; "

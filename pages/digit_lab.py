@@ -259,7 +259,7 @@ def canvas_picture():
 
 @st.fragment
 def draw_and_read() -> None:
-    draw, photo = st.tabs(["Draw", "Upload a photo"])
+    draw, photo = st.tabs(["Draw", "Upload a photo"], key="digit_input_tab")
     picture, source = None, ""
     with draw:
         left, right = st.columns([1, 2])

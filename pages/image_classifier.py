@@ -47,7 +47,7 @@ api_help("image_classifier")
 if not ensure_model("image_classifier"):
     st.stop()
 
-recognise, teach = st.tabs(["Recognise", "Teach your own classes"])
+recognise, teach = st.tabs(["Recognise", "Teach your own classes"], key="vision_tab")
 
 with recognise:
     source = st.segmented_control("Images from", ["Samples", "Upload", "Camera"], default="Samples", key="source")

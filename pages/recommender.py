@@ -120,7 +120,7 @@ which = left.radio("Recommend by", list(recommender.METHODS), format_func=PLAIN_
 genre = right.selectbox("Genre", [ALL_GENRES] + model.genres, key="rec_genre")
 genre = None if genre == ALL_GENRES else genre
 
-visitor, known, evaluate_tab, search = st.tabs(["New visitor", "Existing user", "Evaluation", "Search titles"])
+visitor, known, evaluate_tab, search = st.tabs(["New visitor", "Existing user", "Evaluation", "Search titles"], key="recommender_tab")
 with visitor:
     popular = model.items.sort_values("ratings", ascending=False)["item"].tolist()
     titles = dict(zip(model.items["item"], model.items.title))

@@ -118,11 +118,12 @@ def score_queued() -> None:
 serving = sentiment.serving_slot()  # the quick model while the fine-tuned one trains (started here)
 if not ensure_model(serving):
     st.stop()
-if serving == sentiment.QUICK:
-    fine_tuning()
+# Filled last: when the fine-tuned model takes over, its rerun would cut this run short, and Streamlit 1.67 resets
+# the widgets a cut-short run has not reached yet (the visitor's "Paste lines" went back to "Upload a CSV").
+fine_tuning_box = st.container()
 meta = registry.get(serving).meta
 
-single, batch, model_tab = st.tabs(["Analyse a text", "Batch scoring", "Model & feedback"])
+single, batch, model_tab = st.tabs(["Analyse a text", "Batch scoring", "Model & feedback"], key="sentiment_tab")
 
 with single:
     text = st.text_area("Text", key="sentiment_text", height=110,
@@ -267,3 +268,7 @@ with model_tab:
                 for c in ("Size (MB)", "One text (ms)", "Texts/s", "Accuracy", "Macro-F1")})
         st.caption("Held-out tweets; measured on this machine when the copy was made. The Models page compares "
                    "both encoders, with a chart.")
+
+if serving == sentiment.QUICK:
+    with fine_tuning_box:
+        fine_tuning()

@@ -22,7 +22,7 @@ def when(stamp: str) -> str:
         return str(stamp)
 
 
-tickets, feedback, votes = st.tabs(["Tickets", "Answer feedback", "Model votes"])
+tickets, feedback, votes = st.tabs(["Tickets", "Answer feedback", "Model votes"], key="desk_tab")
 
 with tickets:
     status = st.segmented_control("Show", ["open", "closed", "all"], default="open", key="ticket_status")
