@@ -86,6 +86,23 @@ def split(labels: np.ndarray, test_size: int = TEST_SIZE, seed: int = 0) -> tupl
     return np.sort(train), np.sort(test)
 
 
+
+def enlarge(digit: np.ndarray, factor: int = 4) -> np.ndarray:
+    """A 28x28 digit as a crisp larger picture (nearest neighbour, no blur)."""
+    return np.kron(digit, np.ones((factor, factor), np.uint8))
+
+
+def mosaic(images: np.ndarray, labels: np.ndarray, per_digit: int = 12) -> np.ndarray:
+    """One row per digit 0-9, `per_digit` examples each, with a 2 px gap."""
+    rows = []
+    for d in range(10):
+        picks = images[labels == d][:per_digit]
+        row = np.zeros((30, 30 * per_digit), np.uint8)
+        for i, img in enumerate(picks):
+            row[1:29, 30 * i + 1:30 * i + 29] = img
+        rows.append(row)
+    return np.vstack(rows)
+
 def class_counts(labels: np.ndarray) -> list[int]:
     return np.bincount(labels, minlength=10).tolist()
 

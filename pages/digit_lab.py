@@ -13,23 +13,6 @@ IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif"]
 BLUE, ORANGE = "#5B5BD6", "#E8833A"
 
 
-def enlarge(digit: np.ndarray, factor: int = 4) -> np.ndarray:
-    """A 28x28 digit as a crisp larger picture (nearest neighbour, no blur)."""
-    return np.kron(digit, np.ones((factor, factor), np.uint8))
-
-
-def mosaic(images: np.ndarray, labels: np.ndarray, per_digit: int = 12) -> np.ndarray:
-    """One row per digit 0-9, `per_digit` examples each, with a 2 px gap."""
-    rows = []
-    for d in range(10):
-        picks = images[labels == d][:per_digit]
-        row = np.zeros((30, 30 * per_digit), np.uint8)
-        for i, img in enumerate(picks):
-            row[1:29, 30 * i + 1:30 * i + 29] = img
-        rows.append(row)
-    return np.vstack(rows)
-
-
 def curves(history: list[dict], key: str) -> None:
     """Loss and accuracy per epoch, training and held-out, side by side (stacked on a phone)."""
     frame = pd.DataFrame(history)
@@ -101,7 +84,7 @@ c3.metric("Held out", f"{len(test_idx):,}")
 c4.metric("From visitors", f"{len(feedback):,}", help="Drawings visitors corrected below; the next training "
           "run learns from them.")
 left, right = st.columns([1, 1])
-left.image(enlarge(mosaic(images[train_idx], labels[train_idx]), 2), caption="Twelve training examples of each digit, "
+left.image(digits.enlarge(digits.mosaic(images[train_idx], labels[train_idx]), 2), caption="Twelve training examples of each digit, "
            "28x28 pixels each", clamp=True)  # 720 px, shown at most as wide as its column (a fixed width overflowed a phone)
 balance = pd.DataFrame({"Digit": [str(d) for d in range(10)] * 2,
                         "Digits": digits.class_counts(labels[train_idx]) + digits.class_counts(labels[test_idx]),
@@ -189,7 +172,7 @@ with right:
         st.caption("None: every held-out digit was read correctly.")
     gallery = st.container(horizontal=True)  # as many to a row as fit: four here, three or four on a phone
     for w in worst[:8]:
-        gallery.image(enlarge(images[w["index"]], 3), width=84,
+        gallery.image(digits.enlarge(images[w["index"]], 3), width=84,
                       caption=f"{w['label']} read as {w['predicted']} ({w['confidence']:.0%})")
 
 # --- 4. optimise ------------------------------------------------------------------------------------
@@ -288,7 +271,7 @@ def draw_and_read() -> None:
         guess = int(np.argmax(probs))
         a, b = st.columns([1, 2])
         a.metric("Reads as", str(guess), f"{probs[guess]:.0%} sure", delta_color="off", delta_arrow="off")
-        a.image(enlarge(digit, 4), caption="What the model sees (28x28)", width=112)
+        a.image(digits.enlarge(digit, 4), caption="What the model sees (28x28)", width=112)
         b.plotly_chart(probability_chart(probs), width="stretch", key=f"digits_probs_{source}")
         with st.form(f"digits_fix_{source}", border=False):
             right_digit = st.segmented_control("Wrong? The right digit is", [str(d) for d in range(10)],

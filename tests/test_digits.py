@@ -372,3 +372,17 @@ def test_a_visitor_draws_ten_digits_with_the_mouse_and_the_model_reads_them(trai
     print("drawn with the mouse -> read as:", readings)
     assert correct >= 8, readings  # the goal is 9 of 10 (bench/digits.py measures it on the fully trained model)
     assert not errors, errors
+
+
+def test_the_mosaic_holds_twelve_examples_of_each_digit_in_its_row_and_enlarging_keeps_pixels_crisp():
+    images = np.stack([np.full((28, 28), d + 1, np.uint8) for d in range(10) for _ in range(13)])
+    labels = np.repeat(np.arange(10), 13)
+    picture = digits.mosaic(images, labels)
+    assert picture.shape == (300, 360)
+    for d in range(10):
+        row = picture[30 * d:30 * d + 30]
+        assert set(np.unique(row)) == {0, d + 1}  # only this digit's examples, on black gaps
+        assert (row[1:29, 1:29] == d + 1).all() and (row[0] == 0).all() and (row[:, 29] == 0).all()
+        assert (row > 0).sum() == 12 * 28 * 28
+    big = digits.enlarge(np.array([[0, 255], [7, 9]], np.uint8), 3)
+    assert big.shape == (6, 6) and (big[:3, 3:] == 255).all() and (big[3:, :3] == 7).all()
