@@ -2,9 +2,11 @@
 per text with the same model, in the same run; then fp32 torch against the int8 ONNX Runtime copy
 (core/quantised.py) through the registry (median of --rounds), with both runtimes' held-out accuracy; then
 the held-out accuracy figures; then accuracy per domain (each source's test split and our hand-written sentences
-outside airlines) for VADER, the quick TF-IDF model, fp32 torch and int8.
+outside airlines) for VADER, the quick TF-IDF model, fp32 torch and int8. --second-opinion N: the language model's
+second opinion (core/sentiment.py's JUDGE slot) per domain, alone and mixed with the served classifier at each
+weight, on up to N texts of each source's test split (stratified) and all of the hand-written set.
 
-Usage: python bench/sentiment.py [--texts 1000] [--rounds 3] [--domains-only]
+Usage: python bench/sentiment.py [--texts 1000] [--rounds 3] [--domains-only] [--second-opinion 400]
        (trains the model first if the store has none)
 """
 import argparse
@@ -45,9 +47,13 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--domains-only", action="store_true", help="only the accuracy per domain")
+    parser.add_argument("--second-opinion", type=int, default=0, metavar="N",
+                        help="only the language model's second opinion, on up to N texts per source")
     args = parser.parse_args()
     if args.domains_only:
         return domains()
+    if args.second_opinion:
+        return second_opinion(args.second_opinion)
     frame, _ = sentiment.dataset()
     _, test = sentiment.split(frame)
     texts = test.text.tolist()[: args.texts]
@@ -161,6 +167,28 @@ def domains() -> None:
     print(f"{'kind':<22}{'n':>4}" + "".join(f"{name:>22}" for name in predicted))
     for kind, group in frame.groupby("kind"):
         print(f"{kind:<22}{len(group):>4}" + "".join(f"{(group[name] == group.label).mean():>22.2f}" for name in predicted))
+
+
+def second_opinion(n: int) -> None:
+    """Accuracy per domain of the served classifier, the language model alone, and the two mixed at weights
+    0.0 (classifier only) to 1.0 (language model only); JUDGE_WEIGHT is what the page and API use. Texts the
+    language model gives no label count as the classifier's."""
+    sets = {name: sentiment._subsample(frame, n) if not name.startswith("hand") else frame
+            for name, frame in sentiment.evaluation_sets(slot_meta().get("limit")).items()}
+    judge = registry.get(sentiment.JUDGE, progress=print)
+    print(f"second opinion: {judge.model.name} ({judge.meta.get('runtime')}), mixed in at {sentiment.JUDGE_WEIGHT}")
+    weights = [round(w, 1) for w in np.arange(0, 1.01, 0.1)]
+    print(f"{'domain':<36}{'n':>6}{'s/text':>8}" + "".join(f"{w:>7}" for w in weights) + f"{'no label':>10}")
+    for name, frame in sets.items():
+        texts, truth = frame.text.tolist(), np.array([sentiment.LABELS.index(y) for y in frame.label])
+        classifier = sentiment.predict(texts)
+        started = time.perf_counter()
+        opinions = [sentiment.second_opinion(t) for t in texts]
+        per_text = (time.perf_counter() - started) / len(texts)
+        cells = [np.mean([sentiment.combine(c, o, w).argmax() == y for c, o, y in zip(classifier, opinions, truth)])
+                 for w in weights]
+        print(f"{name[:35]:<36}{len(texts):>6}{per_text:>8.2f}" + "".join(f"{c:>7.3f}" for c in cells)
+              + f"{sum(o is None for o in opinions):>10}", flush=True)
 
 
 def slot_meta() -> dict:

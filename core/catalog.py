@@ -8,6 +8,7 @@ loads offline.
     image_classifier   core/vision.py       Image classifier
     sentiment          core/sentiment.py    Sentiment analysis
     sentiment_quick    core/sentiment.py    Sentiment analysis, until the fine-tuned model is ready
+    sentiment_judge    core/sentiment.py    Sentiment analysis: a language model's second opinion on one text
     credit_risk        core/risk.py         Credit risk
     recommender        core/recommender.py  Movie recommender
     digits             core/digits.py       Digit lab
@@ -17,7 +18,7 @@ from __future__ import annotations
 from core import digits, embeddings, llm, recommender, risk, sentiment, vision  # noqa: F401  (each declares its slots)
 from core.registry import registry
 
-ORDER = ("chat_lm", "chat_lm_b", "embedder", "image_classifier", "sentiment", "sentiment_quick", "credit_risk", "recommender", "digits")
+ORDER = ("chat_lm", "chat_lm_b", "embedder", "image_classifier", "sentiment", "sentiment_quick", "sentiment_judge", "credit_risk", "recommender", "digits")
 assert set(registry.slots()) == set(ORDER), f"core.catalog.ORDER does not list the slots declared: {registry.slots()}"
 
 

@@ -163,6 +163,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("max_new_tokens", 256, _count, "the most tokens one chat answer may have (no slider goes higher)"),
     Setting("sentiment_mode", "finetune", _one_of("finetune", "frozen"),
             "fine-tune the sentiment encoder, or fit its head on frozen features (seconds)"),
+    Setting("sentiment_second_opinion", True, _flag,
+            "one text on the Sentiment page and API is also read by a language model (the sentiment_judge slot), "
+            "its reading mixed with the classifier's (on/off)"),
     Setting("sentiment_train_limit", 0, _count, "train sentiment on this many texts, a third per label (0: 16,500)"),
     Setting("digits_runtime", "onnx", _one_of("onnx", "int8", "torch"), "what the digits slot serves on CPU"),
     Setting("embedder_runtime", "auto", _one_of("auto", "int8", "torch"),

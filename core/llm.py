@@ -77,6 +77,9 @@ class Usage:
         return self.completion_tokens / decode if decode > 0 and self.completion_tokens > 1 else 0.0
 
 
+TOP_TOKENS = 20  # first tokens asked for with their log-probabilities (OpenAI's API allows up to 20)
+
+
 class ChatModel:
     """A chat model: `generate` is the one thing a runtime must do."""
 
@@ -84,6 +87,11 @@ class ChatModel:
     name: str = ""
 
     def generate(self, messages: list[dict], on_text: OnText, sampling: Sampling) -> Usage:
+        raise NotImplementedError
+
+    def first_tokens(self, messages: list[dict], k: int = TOP_TOKENS) -> list[tuple[str, float]]:
+        """The k likeliest first tokens of the reply, each with its log-probability: an LLM used as a
+        classifier (core/sentiment.py's second opinion) reads its answer's probabilities here."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -176,6 +184,19 @@ class LlamaCppInProcess(ChatModel):
         usage.seconds = time.perf_counter() - started
         return usage
 
+    def first_tokens(self, messages: list[dict], k: int = TOP_TOKENS) -> list[tuple[str, float]]:
+        request = {"messages": messages, "stream": False, "max_tokens": 1, "temperature": 0.0, "logprobs": True,
+                   "top_logprobs": k, "cache_prompt": True}
+        CPU_TURNS.enter(self)
+        try:
+            result = self.server.handle_chat_completions(request)
+        finally:
+            CPU_TURNS.leave()
+        if "error" in result:
+            raise RuntimeError(f"llama.cpp: {result['error']}")
+        top = result["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
+        return [(t["token"], float(t["logprob"])) for t in top]
+
     def close(self) -> None:
         self.server = None  # its destructor stops the engine
 
@@ -229,6 +250,15 @@ class TransformersChat(ChatModel):
         usage.prompt_tokens, usage.completion_tokens = ids.shape[1], out.shape[1] - ids.shape[1]
         usage.seconds = time.perf_counter() - started
         return usage
+
+    def first_tokens(self, messages: list[dict], k: int = TOP_TOKENS) -> list[tuple[str, float]]:
+        import torch
+
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                                 return_dict=True)["input_ids"][:, -self.context:]
+        with torch.inference_mode():
+            top = self.model(ids.to(self.device)).logits[0, -1].float().log_softmax(-1).topk(k)
+        return [(self.tokenizer.decode([int(i)]), float(v)) for v, i in zip(top.values, top.indices)]
 
     def close(self) -> None:
         self.model = None
@@ -332,6 +362,19 @@ class EndpointChat(ChatModel):
         usage.seconds = time.perf_counter() - started
         return usage
 
+    def first_tokens(self, messages: list[dict], k: int = TOP_TOKENS) -> list[tuple[str, float]]:
+        extra = {"extra_body": {"cache_prompt": True}} if self.llama_cpp else {}
+        try:
+            response = self.client.chat.completions.create(
+                model=self.served, messages=messages, max_tokens=1, temperature=0.0, logprobs=True,
+                top_logprobs=k, **extra)
+        except Exception as exc:
+            raise self.error(exc) from exc
+        choice = response.choices[0]
+        if choice.logprobs and choice.logprobs.content:
+            return [(t.token, float(t.logprob)) for t in choice.logprobs.content[0].top_logprobs]
+        return [((choice.message.content or "").strip(), 0.0)]  # a server without log-probabilities: its word, for sure
+
 
 class _CpuTurns:
     """Local llama.cpp servers take turns on the CPU: one server runs any number of its own requests at
@@ -398,6 +441,15 @@ class LlamaCppServer(EndpointChat):
         CPU_TURNS.enter(self)
         try:
             return super().generate(messages, on_text, sampling)
+        finally:
+            CPU_TURNS.leave()
+
+    def first_tokens(self, messages: list[dict], k: int = TOP_TOKENS) -> list[tuple[str, float]]:
+        if self.gpu:
+            return super().first_tokens(messages, k)
+        CPU_TURNS.enter(self)
+        try:
+            return super().first_tokens(messages, k)
         finally:
             CPU_TURNS.leave()
 
@@ -545,6 +597,11 @@ class Stream:
 
 def stream(slot: str, messages: list[dict], sampling: Sampling | None = None) -> Stream:
     return Stream(slot, messages, sampling or Sampling())
+
+
+def first_tokens(slot: str, messages: list[dict], k: int = TOP_TOKENS) -> list[tuple[str, float]]:
+    """The slot's k likeliest first reply tokens with their log-probabilities, through the registry."""
+    return registry.run(slot, lambda b: b.model.first_tokens(messages, k))
 
 
 def variants(slot: str, messages: list[dict], n: int, sampling: Sampling) -> Iterator[tuple[int, str, bool]]:

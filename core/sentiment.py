@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core import config, quantised, store, trained
+from core import config, llm, quantised, store, trained
 from core.embeddings import mean_pool
 from core.registry import (
     Kind,
@@ -599,6 +599,78 @@ def explain(text: str, max_words: int = 60, slot: str = SLOT) -> tuple[str, list
     probs = predict([" ".join(words)] + variants, slot)
     label = int(probs[0].argmax())
     return LABELS[label], [(w, float(probs[0, label] - p[label])) for w, p in zip(words, probs[1:])], probs[0]
+
+
+# --- a second opinion: a language model reads single texts too ------------------------------------------
+
+JUDGE = "sentiment_judge"  # a chat slot; by default the packaged Qwen2.5-1.5B (any chat source works)
+# The language model's share of the combined probabilities: the best on the written dev split of those that keep
+# the airline test split within 1 point (0.6 was best on dev, but cost 1.7 points on airlines; README).
+JUDGE_WEIGHT = 0.5
+JUDGE_CHARS = 1000  # the language model reads this much of a text (the classifier reads about MAX_TOKENS words)
+# One example per kind and label of our written sentences, all from their training part: none is in the dev split
+# or in the hand-written set the second opinion is measured on (tests/test_sentiment.py checks).
+JUDGE_EXAMPLES = (
+    ("The course videos are clear, short and actually useful at work.", "positive"),
+    ("I can't fault the service, everything was perfect.", "positive"),
+    ("The delivery was a day late, but the furniture itself is beautiful and solid.", "positive"),
+    ("The service was friendly and quick.", "positive"),
+    ("Wow, a software update that actually made things faster. Who knew that was possible!", "positive"),
+    ("Where has this app been all my life? It's brilliant.", "positive"),
+    ("The router drops the connection every evening and the support line keeps me on hold.", "negative"),
+    ("Not worth the money at all.", "negative"),
+    ("Great, another update that breaks the one feature I use.", "negative"),
+    ("The staff were friendly, but the room was dirty and the heating didn't work.", "negative"),
+    ("The service was slow and the staff seemed uninterested.", "negative"),
+    ("Is anyone at this company actually reading my emails?", "negative"),
+    ("The router has four ethernet ports and supports wifi 6.", "neutral"),
+    ("Does the hotel have parking for guests?", "neutral"),
+    ("The screen is excellent, but the battery is poor, so it evens out.", "neutral"),
+    ("It's okay, nothing special.", "neutral"),
+    ("I'm writing to update the email address on my account.", "neutral"),
+)
+JUDGE_PROMPT = (
+    "You label the sentiment of a customer's message about a business. Reply with one word: positive, negative "
+    "or neutral. positive: the customer is pleased overall. negative: the customer is unhappy or complains, also "
+    "when said politely or sarcastically. neutral: a plain fact, question or request that shows no feeling either "
+    "way. Examples:\n" + "\n".join(f"{text} -> {label}" for text, label in JUDGE_EXAMPLES))
+registry.declare(llm.chat_slot(JUDGE, "Sentiment second opinion (language model)", llm.SECOND_CHAT))
+
+
+def second_opinion_on() -> bool:
+    return bool(config.setting("sentiment_second_opinion"))
+
+
+def judge_messages(text: str) -> list[dict]:
+    return [{"role": "system", "content": JUDGE_PROMPT}, {"role": "user", "content": text[:JUDGE_CHARS]}]
+
+
+MIN_LABEL_SHARE = 0.5  # the least probability a language model must give to answers that name a label
+
+
+def label_probabilities(tokens: list[tuple[str, float]]) -> np.ndarray | None:
+    """LABELS probabilities from a language model's likeliest first reply tokens: each token whose first three
+    letters begin a label ("pos", "Negative", " neutral") adds its probability to that label; the sum is scaled
+    to 1. None when those tokens hold less than MIN_LABEL_SHARE (the model would mostly answer something else:
+    a small model that does not follow the instruction)."""
+    p = np.zeros(len(LABELS))
+    for token, logprob in tokens:
+        word = token.strip().lower()
+        for i, label in enumerate(LABELS):
+            if len(word) >= 3 and label.startswith(word[:3]):
+                p[i] += np.exp(logprob)
+    return p / p.sum() if p.sum() >= MIN_LABEL_SHARE else None
+
+
+def second_opinion(text: str, slot: str = JUDGE) -> np.ndarray | None:
+    """The language model's probabilities for one text (LABELS order), or None when its answer names no label."""
+    return label_probabilities(llm.first_tokens(slot, judge_messages(text)))
+
+
+def combine(classifier: np.ndarray, judge: np.ndarray | None, weight: float = JUDGE_WEIGHT) -> np.ndarray:
+    """The probabilities a visitor sees: the classifier's, mixed with the language model's when there is one."""
+    classifier = np.asarray(classifier, dtype=float)
+    return classifier if judge is None else (1 - weight) * classifier + weight * np.asarray(judge, dtype=float)
 
 
 def text_columns(frame: pd.DataFrame) -> list[str]:

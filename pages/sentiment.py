@@ -8,7 +8,7 @@ import streamlit as st
 
 from core import config, quantised, sentiment, store
 from core.files import csv_download  # formula cells neutralised, like every CSV we offer
-from core.registry import FAILED, NOT_LOADED, READY, registry
+from core.registry import FAILED, NOT_LOADED, READY, SlotError, registry
 from pages.common import (
     allow_heavy_call,
     api_help,
@@ -45,8 +45,11 @@ def probability_chart(probs) -> go.Figure:
 
 st.title("😊 Sentiment analysis")
 st.caption("Read the mood of customer messages, one at a time or a whole file, see which words decided, and teach "
-           "it by correcting it. Our own classifier, trained on tweets, product reviews and customer sentences we wrote.")
-model_credits("sentiment", "sentiment_quick", data=sentiment.DATA + "; baseline lexicon VADER (vaderSentiment, MIT).")
+           "it by correcting it. Our own classifier, trained on tweets, product reviews and customer sentences we wrote; "
+           "one text also gets a second opinion from a small language model.")
+SECOND_OPINION = sentiment.second_opinion_on()
+credited = ("sentiment", "sentiment_quick", *([sentiment.JUDGE] if SECOND_OPINION else []))
+model_credits(*credited, data=sentiment.DATA + "; baseline lexicon VADER (vaderSentiment, MIT).")
 api_help("sentiment")
 
 
@@ -86,6 +89,19 @@ def retraining(running: bool) -> None:
     progress()
 
 
+def second_opinion(text: str):
+    """(the language model's probabilities or None, why there are none): a failure leaves the classifier's answer."""
+    if not SECOND_OPINION:
+        return None, ""
+    if not ensure_model(sentiment.JUDGE):
+        return None, "the language model that gives a second opinion is unavailable (see above)."
+    try:
+        opinion = sentiment.second_opinion(text)
+    except (SlotError, RuntimeError) as exc:
+        return None, f"the language model could not be asked: {getattr(exc, 'reason', exc)}."
+    return opinion, "" if opinion is not None else "the language model answered without a label."
+
+
 def score_queued() -> None:
     """Scores the queued table one chunk (LAUNCHPAD_SENTIMENT_ROWS_PER_CALL rows) per script run, each chunk a
     model call under the visitor's rate limit: a 200,000-row file is queued, with progress, instead of holding
@@ -116,6 +132,8 @@ def score_queued() -> None:
 
 
 serving = sentiment.serving_slot()  # the quick model while the fine-tuned one trains (started here)
+if SECOND_OPINION:
+    registry.prepare(sentiment.JUDGE)  # in the background: usually ready by the time a visitor presses Analyse
 if not ensure_model(serving):
     st.stop()
 # Filled last: when the fine-tuned model takes over, its rerun would cut this run short, and Streamlit 1.67 resets
@@ -132,8 +150,12 @@ with single:
         try:
             state_text, notice = sentiment.check_text(text)
             label, words, probs = sentiment.explain(state_text, slot=serving)
-            st.session_state.sentiment_result = {"text": state_text, "notice": notice, "label": label,
-                                                 "words": words, "probs": probs.tolist()}
+            opinion, why_not = second_opinion(state_text)
+            mixed = sentiment.combine(probs, opinion)
+            st.session_state.sentiment_result = {
+                "text": state_text, "notice": notice, "label": sentiment.LABELS[int(mixed.argmax())],
+                "probs": mixed.tolist(), "words": words, "classifier": (label, probs.tolist()),
+                "opinion": None if opinion is None else opinion.tolist(), "why_not": why_not}
         except ValueError as exc:
             st.session_state.pop("sentiment_result", None)
             st.warning(str(exc), icon=":material/edit_note:")
@@ -144,9 +166,18 @@ with single:
         left, right = st.columns([2, 3])
         left.metric("Sentiment", result["label"], f"{max(result['probs']):.0%} confident", delta_color="off")
         left.plotly_chart(probability_chart(result["probs"]), width="stretch", key="probs")
-        right.markdown("**Why**: words that pushed towards the label are green, against it red "
-                       "(how much less sure the model is when that word is left out).")
-        right.markdown(highlight(result["words"], result["label"]), unsafe_allow_html=True)
+        own_label, own_probs = result["classifier"]
+        if result["opinion"] is not None:
+            judge_label = sentiment.LABELS[max(range(3), key=lambda i: result["opinion"][i])]
+            left.caption(f"Two readers together: our classifier says **{own_label}** ({max(own_probs):.0%}), a "
+                         f"language model ({registry.model_name(sentiment.JUDGE)}) **{judge_label}** "
+                         f"({max(result['opinion']):.0%}), weighed {1 - sentiment.JUDGE_WEIGHT:.0%} : "
+                         f"{sentiment.JUDGE_WEIGHT:.0%}.")
+        elif result["why_not"]:
+            left.caption(f"Our classifier alone: {result['why_not']}")
+        right.markdown(f"**Why** our classifier read it as **{own_label}**: words that pushed it that way are "
+                       "green, against it red (how much less sure it is when that word is left out).")
+        right.markdown(highlight(result["words"], own_label), unsafe_allow_html=True)
         with right.form("correct"):
             fix = st.radio("Wrong? Choose the right label", sentiment.LABELS, horizontal=True, key="correction",
                            index=sentiment.LABELS.index(result["label"]))

@@ -23,6 +23,7 @@ os.environ["LAUNCHPAD_STORE"] = str(_store)
 # tests/test_llm.py loads the defaults and the other runtimes on purpose.
 os.environ.setdefault("LAUNCHPAD_CHAT_LM", "smollm2-135m")
 os.environ.setdefault("LAUNCHPAD_CHAT_LM_B", "smollm2-135m")
+os.environ.setdefault("LAUNCHPAD_SENTIMENT_JUDGE", "smollm2-135m")
 os.environ["LAUNCHPAD_SENTIMENT_TRAIN_LIMIT"] = "600"  # trains in well under a minute on 2 cores
 os.environ.setdefault("LAUNCHPAD_SENTIMENT_RUNTIME", "torch")  # int8 exports cost 10-20 s per retrain; test_quantised sets its own
 os.environ["LAUNCHPAD_SENTIMENT_MODE"] = "frozen"  # learns from 600 tweets; fine-tuning needs them all

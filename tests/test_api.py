@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx2 as httpx
+import numpy as np
 import pytest
 from servers import ServerDidNotStart, streamlit_server
 
@@ -121,6 +122,22 @@ def test_sentiment_over_http_is_the_model_in_process(http):
     for row, probs in zip(served, here):
         assert row["label"] == sentiment.LABELS[int(probs.argmax())]
         assert [row["probabilities"][label] for label in sentiment.LABELS] == pytest.approx(probs.tolist(), abs=1e-3)
+
+
+def test_a_second_opinion_is_asked_for_one_text_and_mixed_in_as_on_the_page(http):
+    from core import sentiment
+
+    r = http.post("/api/v1/sentiment", json={"texts": ["a", "b"], "second_opinion": True})
+    assert r.status_code == 422 and "'second_opinion' works on one 'text'" in r.json()["error"]["message"]
+    body = http.post("/api/v1/sentiment", json={"text": "It does what it says, nothing more.",
+                                                 "second_opinion": True}).json()
+    assert "second_opinion_error" not in body, body
+    own = np.array([body["classifier"][label] for label in sentiment.LABELS])
+    opinion = body["second_opinion"]  # None when the test's judge (SmolLM2-135M) names no label
+    expected = sentiment.combine(own, None if opinion is None else [opinion[label] for label in sentiment.LABELS])
+    shown = body["results"][0]
+    assert [shown["probabilities"][label] for label in sentiment.LABELS] == pytest.approx(expected.tolist(), abs=1e-3)
+    assert shown["label"] == sentiment.LABELS[int(expected.argmax())]
 
 
 def test_credit_risk_scores_applicants_and_says_which_it_could_not(http):

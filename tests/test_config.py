@@ -19,7 +19,7 @@ def test_the_readme_configuration_table_is_the_settings_table():
 
 def test_every_launchpad_variable_the_code_mentions_is_in_the_table():
     known = {s.env for s in config.SETTINGS.values()}
-    slots = {"CHAT_LM", "CHAT_LM_B", "EMBEDDER", "IMAGE_CLASSIFIER", "SENTIMENT", "CREDIT_RISK", "RECOMMENDER", "DIGITS"}
+    slots = {"CHAT_LM", "CHAT_LM_B", "EMBEDDER", "IMAGE_CLASSIFIER", "SENTIMENT", "SENTIMENT_JUDGE", "CREDIT_RISK", "RECOMMENDER", "DIGITS"}
     per_slot = {f"LAUNCHPAD_{s}" + ("" if k == "source" else f"_{k.upper()}") for s in slots for k in config.SLOT_SETTINGS}
     files = [*(ROOT / "core").glob("*.py"), *(ROOT / "pages").glob("*.py"), ROOT / "app.py", ROOT / "README.md"]
     mentioned = {m for f in files for m in re.findall(r"LAUNCHPAD_[A-Z0-9_]*[A-Z0-9]", f.read_text())}

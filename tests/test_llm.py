@@ -3,6 +3,7 @@ server (tested against a real llama.cpp HTTP server on 127.0.0.1), and the failu
 import dataclasses
 import http.server
 import json
+import math
 import socket
 import subprocess
 import sys
@@ -182,6 +183,22 @@ def test_a_server_streams_an_answer_through_the_openai_client(monkeypatch, serve
     assert "secret-key" not in json.dumps(dataclasses.asdict(stats))  # the key is never shown
 
 
+def first_tokens_agree_with_greedy_text(slot_registry: Registry) -> list[tuple[str, float]]:
+    """The likeliest first tokens with their log-probabilities, checked against the reply itself: the top one is
+    what greedy decoding writes first."""
+    top = slot_registry.run("chat_lm", lambda b: b.model.first_tokens(HELLO, 5))
+    text, _ = text_of(slot_registry, tokens=1)
+    assert len(top) == 5 and all(lp <= 0 for _, lp in top)
+    assert [lp for _, lp in top] == sorted((lp for _, lp in top), reverse=True)
+    assert sum(math.exp(lp) for _, lp in top) <= 1 + 1e-6
+    assert top[0][0].strip() == text.strip(), (top, text)
+    return top
+
+
+def test_a_server_gives_the_likeliest_first_tokens_with_their_log_probabilities(monkeypatch, server):
+    first_tokens_agree_with_greedy_text(point_at(monkeypatch, server))
+
+
 def test_without_a_model_name_the_servers_first_model_is_used(monkeypatch, server):
     reg = point_at(monkeypatch, server, model=None)
     assert reg.get("chat_lm").model.served == "smol"
@@ -334,6 +351,7 @@ def test_a_transformers_folder_still_works(monkeypatch, tmp_path):
     _, usage = text_of(reg, tokens=6)
     assert reg.state("chat_lm").runtime == llm.Runtime.TRANSFORMERS.value
     assert usage.completion_tokens >= 1 and "model card" in reg.licence("chat_lm")
+    first_tokens_agree_with_greedy_text(reg)
 
 
 def test_a_variant_that_finishes_first_does_not_stop_the_others(monkeypatch):

@@ -319,3 +319,50 @@ def test_a_change_in_any_source_changes_the_fingerprint(monkeypatch):
         assert after != before and "reviews" in set(frame.source)
     finally:
         sentiment._dataset.cache_clear()
+
+
+# --- the language model's second opinion on one text ---------------------------------------------------
+
+def test_the_second_opinion_adds_up_the_tokens_that_name_each_label():
+    probs = sentiment.label_probabilities([("pos", np.log(0.5)), (" Positive", np.log(0.2)), ("neg", np.log(0.1)),
+                                           ("ne", np.log(0.05)), ("I", np.log(0.1))])
+    assert probs.tolist() == pytest.approx([0.1 / 0.8, 0.0, 0.7 / 0.8])  # LABELS order: negative, neutral, positive
+    assert sentiment.label_probabilities([("Neutral", 0.0)]).tolist() == [0.0, 1.0, 0.0]  # a server without logprobs
+    # a model that would mostly answer something else gives no opinion (SmolLM2 starts with "I", "You", ...)
+    assert sentiment.label_probabilities([("I", np.log(0.6)), ("positive", np.log(0.4))]) is None
+    assert sentiment.label_probabilities([("I", np.log(0.45)), ("positive", np.log(0.55))]).tolist() == [0, 0, 1]
+    assert sentiment.label_probabilities([]) is None
+
+
+def test_the_visitor_sees_the_classifier_and_the_language_model_mixed_at_the_documented_weight():
+    classifier, opinion = np.array([0.8, 0.15, 0.05]), np.array([0.0, 0.1, 0.9])
+    assert sentiment.JUDGE_WEIGHT == 0.5  # README: chosen on the written dev split, airlines within 1 point
+    assert sentiment.combine(classifier, opinion).tolist() == pytest.approx([0.4, 0.125, 0.475])
+    assert sentiment.combine(classifier, None).tolist() == classifier.tolist()
+    assert sentiment.second_opinion_on()  # on by default (LAUNCHPAD_SENTIMENT_SECOND_OPINION=off turns it off)
+
+
+def test_the_language_models_examples_are_from_the_training_part_of_our_written_sentences():
+    written = pd.read_csv(sentiment.WRITTEN)
+    labels = dict(zip(written.text, written.label))
+    _, test = sentiment.split(sentiment.dataset()[0])
+    held_out = set(test.text[test.source == "written"]) | set(sentiment.handwritten().text)
+    assert len(sentiment.JUDGE_EXAMPLES) == 17
+    for text, label in sentiment.JUDGE_EXAMPLES:
+        assert labels[text] == label and text not in held_out
+        assert f"{text} -> {label}" in sentiment.JUDGE_PROMPT
+
+
+def test_a_packaged_language_model_gives_a_second_opinion_through_the_registry(monkeypatch):
+    """The real path: Qwen2.5-0.5B from its wheels in llama.cpp, asked for its first token's probabilities."""
+    monkeypatch.setenv("LAUNCHPAD_SENTIMENT_JUDGE", "qwen2.5-0.5b")
+    registry.unload(sentiment.JUDGE)
+    try:
+        registry.get(sentiment.JUDGE)
+        before = registry.state(sentiment.JUDGE).calls
+        opinions = [sentiment.second_opinion(t) for t in ("Thank you, the new app is wonderful!",
+                                                          "My order arrived broken and nobody answers my emails.")]
+        assert all(o is not None and o.shape == (3,) and o.sum() == pytest.approx(1.0) for o in opinions)
+        assert registry.state(sentiment.JUDGE).calls == before + 2  # counted on the Models page
+    finally:
+        registry.unload(sentiment.JUDGE)
