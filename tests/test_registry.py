@@ -350,7 +350,8 @@ def test_unknown_slot_is_a_key_error():
         Registry([make_slot("a")]).get("nope")
 
 
-SLOTS_NAMES = ["chat_lm", "chat_lm_b", "embedder", "image_classifier", "sentiment", "sentiment_quick", "credit_risk", "recommender",
+SLOTS_NAMES = ["chat_lm", "chat_lm_b", "embedder", "image_classifier", "sentiment", "sentiment_quick",
+               "sentiment_judge", "credit_risk", "recommender",
                "digits"]
 
 
