@@ -149,8 +149,9 @@ with single:
     if st.button("Analyse", type="primary", key="analyse") and allow_heavy_call():
         try:
             state_text, notice = sentiment.check_text(text)
-            label, words, probs = sentiment.explain(state_text, slot=serving)
-            opinion, why_not = second_opinion(state_text)
+            with st.spinner("Reading it" + (" twice: our classifier, then a language model…" if SECOND_OPINION else "…")):
+                label, words, probs = sentiment.explain(state_text, slot=serving)
+                opinion, why_not = second_opinion(state_text)
             mixed = sentiment.combine(probs, opinion)
             st.session_state.sentiment_result = {
                 "text": state_text, "notice": notice, "label": sentiment.LABELS[int(mixed.argmax())],
