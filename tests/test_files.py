@@ -236,3 +236,11 @@ def test_cells_are_kept_as_typed_and_undecodable_bytes_are_replaced():
 def test_only_commas_semicolons_and_tabs_separate_columns(data):
     frame, _ = files.read_csv(data, "s.csv")
     assert frame.shape == (1, 1)  # a space or a bar is text inside the one column
+
+
+def test_header_width_counts_the_first_record_and_is_zero_when_csv_cannot_read_it():
+    assert files.header_width("a;b;c\n1;2;3\n", ";") == 3
+    assert files.header_width("", ",") == 0
+    # A quoted header field over the csv module's field limit: csv refuses it, the width is 0 and pandas reports it.
+    too_long = '"' + "a" * (csv.field_size_limit() + 1) + '",b\n1,2\n'
+    assert files.header_width(too_long, ",") == 0
